@@ -1,0 +1,42 @@
+//! Hard size limits applied to everything that arrives from a peer or a file,
+//! before it is decoded, stored or forwarded.
+
+/// Largest encoded signed object (envelope with payload and signatures).
+/// A manifest of a 4 GiB patch in 1 MiB chunks is about 130 KiB.
+pub const MAX_ENVELOPE_BYTES: usize = 1024 * 1024;
+
+/// Most signatures one envelope may carry.
+pub const MAX_SIGNATURES: usize = 32;
+
+/// Largest chunk size a manifest may declare, in bytes.
+pub const MAX_CHUNK_BYTES: u32 = 4 * 1024 * 1024;
+
+/// Smallest chunk size a manifest may declare, in bytes.
+pub const MIN_CHUNK_BYTES: u32 = 16 * 1024;
+
+/// Default chunk size, in bytes.
+pub const DEFAULT_CHUNK_BYTES: u32 = 1024 * 1024;
+
+/// Largest payload a manifest may declare, in bytes (16 GiB).
+pub const MAX_PATCH_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+
+/// Most chunks one manifest may list.
+pub const MAX_CHUNKS: usize = 32 * 1024;
+
+/// Largest frame of the request-response protocols other than chunk data.
+pub const MAX_CONTROL_FRAME_BYTES: usize = 2 * 1024 * 1024;
+
+/// Largest chunk response frame: one chunk plus framing.
+pub const MAX_CHUNK_FRAME_BYTES: usize = MAX_CHUNK_BYTES as usize + 1024;
+
+/// Most object ids in one anti-entropy summary or fetch request.
+pub const MAX_SUMMARY_ENTRIES: usize = 4096;
+
+/// Longest root chain a node walks in one update.
+pub const MAX_ROOT_HOPS: usize = 1024;
+
+/// Largest signed node report, in bytes.
+pub const MAX_REPORT_BYTES: usize = 256 * 1024;
+
+/// Longest name, version, host, site or group string.
+pub const MAX_NAME_LEN: usize = 128;
