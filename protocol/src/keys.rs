@@ -235,9 +235,9 @@ mod tests {
         let other = SecretKey::generate();
         let text = String::from_utf8(key.to_file_bytes()).unwrap();
         let edited = text.replace(&key.id().to_string(), &other.id().to_string());
-        let err = SecretKey::from_file_bytes(edited.as_bytes())
-            .err()
-            .expect("rejected");
+        let Err(err) = SecretKey::from_file_bytes(edited.as_bytes()) else {
+            panic!("a key file with another key id must be rejected");
+        };
         assert!(matches!(err, KeyFileError::IdMismatch { .. }), "{err}");
     }
 

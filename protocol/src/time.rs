@@ -65,7 +65,7 @@ impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.0;
         for (unit, scale) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-            if secs != 0 && secs % scale == 0 {
+            if secs != 0 && secs.is_multiple_of(scale) {
                 return write!(f, "{}{unit}", secs / scale);
             }
         }
