@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use jiff::{SignedDuration, Timestamp};
-use patchmesh_protocol::envelope::Signature;
 use patchmesh_protocol::manifest::{Applicability, Installer};
 use patchmesh_protocol::{
     limits, Hash, Kind, Manifest, Policy, Role, RoleKeys, Root, SecretKey, Severity, Signed,
