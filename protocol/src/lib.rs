@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod policy;
 pub mod report;
 pub mod root;
+pub mod schedule;
 pub mod severity;
 pub mod time;
 pub mod wire;
