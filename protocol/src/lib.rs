@@ -7,6 +7,8 @@
 
 #![deny(missing_docs)]
 
+pub mod actions;
+pub mod enrollment;
 pub mod envelope;
 pub mod hash;
 pub mod keys;
