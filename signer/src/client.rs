@@ -95,7 +95,7 @@ impl Client {
     }
 }
 
-/// The `error` field of a JSON error reply, or the raw text.
+/// Extracts the `error` field of a JSON error reply, or returns the raw text.
 fn error_message(text: &str) -> String {
     serde_json::from_str::<Value>(text)
         .ok()

@@ -1,7 +1,7 @@
-//! File access shared by the commands: reads that name the path in their
-//! error, signed-object loading, and writes that go through a synced
-//! temporary file and a rename, so an interrupted run never leaves half an
-//! output, and that refuse to replace an existing output unless asked to.
+//! File access shared by the commands: reads whose errors name the path, and
+//! signed-object loading. Writes go through a synced temporary file and a
+//! rename, so an interrupted run never leaves half an output. They reject an
+//! existing output unless `--force` is given.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -98,7 +98,7 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
-/// Syncs the folder that holds `path`, so a rename into it survives a crash.
+/// Syncs the folder that contains `path`, so a rename into it survives a crash.
 pub fn sync_parent(path: &Path) -> std::io::Result<()> {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => File::open(parent)?.sync_all(),

@@ -27,7 +27,7 @@ pub struct InspectArgs {
 pub struct Verification {
     /// Whether the object passed.
     pub ok: bool,
-    /// What was checked, or why it failed.
+    /// Description of what passed, or the reason it failed.
     pub detail: String,
 }
 
@@ -70,7 +70,7 @@ pub fn load_trusted_root(path: &std::path::Path) -> anyhow::Result<Root> {
 }
 
 /// Describes `signed` as JSON: envelope fields and, for kinds this signer
-/// knows, the decoded body.
+/// has a body type for, the decoded body.
 pub fn describe(signed: &Signed) -> Value {
     let signatures: Vec<String> = signed
         .signatures

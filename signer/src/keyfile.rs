@@ -1,9 +1,9 @@
 //! Passphrase encryption of secret key files.
 //!
-//! An encrypted key file is JSON that keeps the key id and public key in
-//! clear, so keys can be told apart and their public half exported without
-//! the passphrase, and holds the plain key file sealed with
-//! XChaCha20-Poly1305 under a key derived from the passphrase with Argon2id.
+//! An encrypted key file is JSON. It keeps the key id and public key in
+//! clear, so keys can be identified and their public half exported without
+//! the passphrase. The plain key file is sealed with XChaCha20-Poly1305
+//! under a key that Argon2id derives from the passphrase.
 //! The key id, public key and KDF parameters are bound as associated data,
 //! so editing any of them makes decryption fail.
 
@@ -62,7 +62,7 @@ pub struct Kdf {
     pub salt: String,
 }
 
-/// Why an encrypted key file could not be opened.
+/// Error for an encrypted key file that cannot be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     /// The file is not the encrypted key format.
@@ -76,7 +76,7 @@ pub enum KeyFileError {
     Decrypt,
 }
 
-/// Whether `bytes` look like an encrypted key file.
+/// Checks whether `bytes` are an encrypted key file.
 pub fn is_encrypted(bytes: &[u8]) -> bool {
     #[derive(Deserialize)]
     struct Probe {

@@ -38,7 +38,7 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
 
-    /// Environment variable that holds the passphrase of encrypted key files
+    /// Environment variable that contains the passphrase of encrypted key files
     /// (for `keygen`, the passphrase to encrypt the new key with).
     #[arg(long, global = true, value_name = "VAR")]
     passphrase_env: Option<String>,
@@ -75,7 +75,7 @@ enum Command {
 
 /// Settings every command shares.
 pub struct Context {
-    /// Where human and JSON output go.
+    /// Output channel for human and JSON output.
     pub out: Output,
     /// Environment variable holding the key passphrase, if any.
     pub passphrase_env: Option<String>,

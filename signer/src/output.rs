@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::fmt::Display;
 
-/// Where a command's human and JSON output go.
+/// Output channel for a command's human and JSON output.
 pub struct Output {
     json: bool,
     /// Whether the JSON object was already printed, so a later error does
@@ -22,7 +22,7 @@ impl Output {
         }
     }
 
-    /// Whether `--json` was given.
+    /// Returns whether `--json` was given.
     pub fn is_json(&self) -> bool {
         self.json
     }
@@ -59,8 +59,8 @@ impl Output {
     }
 }
 
-/// A progress bar on standard error; indicatif hides it when standard
-/// error is not a terminal.
+/// Creates a progress bar on standard error. indicatif hides it when
+/// standard error is not a terminal.
 pub fn progress_bar(len: u64, message: &'static str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
     if let Ok(style) =
