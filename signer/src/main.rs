@@ -20,6 +20,7 @@ mod keys;
 mod output;
 mod patch;
 mod policy;
+mod preview;
 mod publish;
 mod root;
 mod sign;

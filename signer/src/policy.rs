@@ -28,16 +28,21 @@ pub enum PolicyCommand {
         #[arg(long)]
         force: bool,
     },
+    /// List the next maintenance windows of a TOML policy.
+    Preview(crate::preview::PreviewArgs),
 }
 
 /// Runs a `policy` subcommand.
 pub fn run(context: &Context, command: PolicyCommand) -> anyhow::Result<()> {
-    let PolicyCommand::Sign {
-        file,
-        keys: key_paths,
-        out,
-        force,
-    } = command;
+    let (file, key_paths, out, force) = match command {
+        PolicyCommand::Preview(args) => return crate::preview::run(context, args),
+        PolicyCommand::Sign {
+            file,
+            keys,
+            out,
+            force,
+        } => (file, keys, out, force),
+    };
     files::check_overwrite(&out, force)?;
     let bytes = files::read(&file)?;
     let text = String::from_utf8(bytes)
