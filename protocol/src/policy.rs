@@ -459,6 +459,30 @@ impl Policy {
         }
         self.validate_schedule()?;
         self.validate_waves()?;
+        self.validate_reboot_and_exceptions()?;
+        Ok(())
+    }
+
+    fn validate_reboot_and_exceptions(&self) -> Result<(), PolicyError> {
+        if self.reboot.max_postpone > 0 && self.reboot.postpone_by.as_secs() == 0 {
+            return Err(invalid(
+                "reboot.postpone_by",
+                "missing (max_postpone allows postponing, so set a duration such as \"1h\")",
+            ));
+        }
+        for (index, exception) in self.exceptions.hosts.iter().enumerate() {
+            let Some(until) = exception.until.as_deref() else {
+                continue;
+            };
+            if until.parse::<jiff::civil::Date>().is_err() {
+                return Err(invalid(
+                    format!("exceptions.hosts[{index}].until"),
+                    format!(
+                        "{until:?} is not a date (expected \"YYYY-MM-DD\" such as \"2027-01-31\")"
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -515,6 +539,15 @@ impl Policy {
     fn validate_waves(&self) -> Result<(), PolicyError> {
         for (index, wave) in self.waves.iter().enumerate() {
             let field = format!("waves[{index}]");
+            if self.waves[..index].iter().any(|w| w.name == wave.name) {
+                return Err(invalid(
+                    format!("{field}.name"),
+                    format!(
+                        "{:?} names an earlier wave too (wave names must differ)",
+                        wave.name
+                    ),
+                ));
+            }
             if wave.groups.is_empty()
                 && wave.sites.is_empty()
                 && wave.hosts.is_empty()
@@ -617,6 +650,31 @@ patches = ["demo@1.0"]
         let text = "id = \"x\"\nversion = 1\nexpires = \"2030-01-01T00:00:00Z\"\n";
         let err = Policy::from_toml(text).unwrap().validate().unwrap_err();
         assert_eq!(err.field, "content");
+    }
+
+    #[test]
+    fn rejects_bad_exception_date() {
+        let text = format!(
+            "{MINIMAL}\n[exceptions]\nhosts = [{{ host = \"lab-07\", reason = \"x\", until = \"31.01.2027\" }}]\n"
+        );
+        let err = Policy::from_toml(&text).unwrap().validate().unwrap_err();
+        assert_eq!(err.field, "exceptions.hosts[0].until");
+        assert!(err.problem.contains("31.01.2027"), "{err}");
+    }
+
+    #[test]
+    fn rejects_duplicate_wave_names() {
+        let wave = "[[waves]]\nname = \"pilot\"\npercent = 10\n";
+        let text = format!("{MINIMAL}\n{wave}{wave}");
+        let err = Policy::from_toml(&text).unwrap().validate().unwrap_err();
+        assert_eq!(err.field, "waves[1].name");
+    }
+
+    #[test]
+    fn rejects_postpone_without_duration() {
+        let text = format!("{MINIMAL}\n[reboot]\nmax_postpone = 2\n");
+        let err = Policy::from_toml(&text).unwrap().validate().unwrap_err();
+        assert_eq!(err.field, "reboot.postpone_by");
     }
 
     #[test]
