@@ -1,2 +1,18 @@
-//! stub
+//! The patchmesh agent.
+//!
+//! A node inventories nothing yet beyond its config; it admits signed
+//! objects ([`trust`]), stores them ([`store`]), fetches chunks from peers
+//! ([`fetch`]), installs patches ([`install`]) and reports to observers.
+//! [`agent`] drives all of it from one event loop over the libp2p swarm
+//! ([`net`]); [`control`] is the local HTTP API the signer talks to.
+
+pub mod agent;
+pub mod clock;
+pub mod config;
+pub mod control;
+pub mod fetch;
+pub mod install;
+pub mod net;
 pub mod rollout;
+pub mod store;
+pub mod trust;

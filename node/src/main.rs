@@ -1,1 +1,197 @@
-fn main() {}
+//! `patchmesh-node`: the agent every endpoint runs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use patchmesh_node::agent::{self, Agent};
+use patchmesh_node::config::{Config, CONFIG_FILE};
+use patchmesh_node::control;
+use patchmesh_protocol::{Root, Signed};
+
+#[derive(Parser)]
+#[command(
+    name = "patchmesh-node",
+    version,
+    about = "patchmesh agent: fetches, verifies and installs admin-signed patches"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Write a config and pin a trust root in a new data folder.
+    Init(Box<InitArgs>),
+    /// Run the agent.
+    Run {
+        /// Data folder written by `init`.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct InitArgs {
+    /// Data folder to create.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Signed trust root to pin (from `patchmesh-signer root init`).
+    #[arg(long)]
+    root: PathBuf,
+    /// Host name used for targeting (default: the system host name).
+    #[arg(long)]
+    host: Option<String>,
+    /// Site (office) of the node.
+    #[arg(long, default_value = "default")]
+    site: String,
+    /// Group for targeting; repeat for several.
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// libp2p multiaddr to listen on; repeat for several.
+    #[arg(long, default_values_t = ["/ip4/127.0.0.1/udp/0/quic-v1".to_string(), "/ip4/127.0.0.1/tcp/0".to_string()])]
+    listen: Vec<String>,
+    /// libp2p multiaddr with /p2p/PEER to dial at start; repeat for several.
+    #[arg(long)]
+    bootstrap: Vec<String>,
+    /// Control API address (loopback only); port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    control: std::net::SocketAddr,
+    /// Collect reports from other nodes.
+    #[arg(long)]
+    observer: bool,
+    /// Discover LAN peers with mDNS.
+    #[arg(long)]
+    mdns: bool,
+    /// Never fetch chunks from other sites.
+    #[arg(long)]
+    no_wan: bool,
+    /// CIDR range besides loopback that peers learned by exchange or mDNS
+    /// may be dialed in; repeat for several.
+    #[arg(long = "dial-range")]
+    dial_ranges: Vec<String>,
+}
+
+fn init(args: InitArgs) -> anyhow::Result<()> {
+    let config_path = args.data_dir.join(CONFIG_FILE);
+    if config_path.exists() {
+        anyhow::bail!(
+            "{} already exists; choose another --data-dir or remove it",
+            config_path.display()
+        );
+    }
+    let root_bytes = std::fs::read(&args.root)
+        .map_err(|e| anyhow::anyhow!("cannot read root {}: {e}", args.root.display()))?;
+    let signed = Signed::from_bytes(&root_bytes)
+        .map_err(|e| anyhow::anyhow!("root {}: {e}", args.root.display()))?;
+    let root = Root::verify_initial(&signed)
+        .map_err(|e| anyhow::anyhow!("root {} does not verify: {e}", args.root.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", args.data_dir.display()))?;
+    let host = match args.host {
+        Some(host) => host,
+        None => std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into()),
+    };
+    let config = Config {
+        host,
+        site: args.site,
+        groups: args.groups,
+        listen: args.listen,
+        bootstrap: args.bootstrap,
+        control: args.control,
+        observer: args.observer,
+        mdns: args.mdns,
+        wan: !args.no_wan,
+        dial_ranges: args.dial_ranges,
+        transfer: Default::default(),
+        commands: Default::default(),
+        clock: Default::default(),
+    };
+    std::fs::write(args.data_dir.join(agent::ROOT_FILE), &root_bytes)?;
+    std::fs::write(&config_path, config.to_toml())?;
+    let keypair = agent::load_or_create_key(&args.data_dir)?;
+    eprintln!(
+        "initialised {} for fleet {:?} (root version {}), peer id {}",
+        args.data_dir.display(),
+        root.fleet,
+        root.version,
+        keypair.public().to_peer_id()
+    );
+    Ok(())
+}
+
+async fn run(data_dir: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&data_dir)?;
+    let listener = control::bind(config.control).await?;
+    let control_addr = listener.local_addr()?;
+    let (agent, shared, commands_tx, commands_rx) = Agent::open(&data_dir, config)?;
+    let url = format!("http://{control_addr}");
+    std::fs::write(data_dir.join("control.url"), format!("{url}\n"))?;
+    tracing::info!(control = %url, peer = %agent.peer_id(), "control API listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut control_stop = stop_rx.clone();
+    let control_task = tokio::spawn(control::serve(listener, shared, commands_tx, async move {
+        let _ = control_stop.changed().await;
+    }));
+    let mut agent_stop = stop_rx;
+    let agent_task = tokio::spawn(agent.run(commands_rx, async move {
+        let _ = agent_stop.changed().await;
+    }));
+
+    shutdown_signal().await;
+    tracing::info!("shutdown requested");
+    let _ = stop_tx.send(true);
+    agent_task.await??;
+    control_task.await??;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler does not fail");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PATCHMESH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    let result = match cli.command {
+        Commands::Init(args) => init(*args),
+        Commands::Run { data_dir } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(run(data_dir))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "patchmesh-node failed");
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -40,3 +40,6 @@ pub const MAX_REPORT_BYTES: usize = 256 * 1024;
 
 /// Longest name, version, host, site or group string.
 pub const MAX_NAME_LEN: usize = 128;
+
+/// Most peers listed in one peer-exchange reply.
+pub const MAX_PEER_RECORDS: usize = 256;

@@ -38,6 +38,17 @@ pub struct Hello {
     pub agent_version: String,
 }
 
+/// A peer as another node knows it, for peer exchange.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRecord {
+    /// libp2p peer id, base58.
+    pub peer: String,
+    /// Multiaddrs the peer listens on.
+    pub addrs: Vec<String>,
+    /// The peer's site, as it introduced itself.
+    pub site: String,
+}
+
 /// One entry of an anti-entropy summary.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectSummary {
@@ -67,6 +78,8 @@ pub enum SyncRequest {
     },
     /// Hand over a signed node report (observers only accept it).
     Report(Vec<u8>),
+    /// Ask for the peers the responder is connected to (peer exchange).
+    Peers,
 }
 
 /// Response of the sync protocol.
@@ -84,6 +97,9 @@ pub enum SyncResponse {
     Have(Vec<u8>),
     /// The report was stored.
     ReportAccepted,
+    /// Peers the responder is connected to, at most
+    /// [`limits::MAX_PEER_RECORDS`].
+    Peers(Vec<PeerRecord>),
     /// The request was refused.
     Refused(String),
 }

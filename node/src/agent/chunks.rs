@@ -1,0 +1,352 @@
+//! Chunk transfer: serving chunks to peers, and running downloads through
+//! the pure [`Scheduler`](crate::fetch::Scheduler).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use libp2p::request_response::{self, Message};
+use libp2p::PeerId;
+use patchmesh_protocol::wire::{ChunkRequest, SyncRequest};
+use patchmesh_protocol::{Hash, Kind, Manifest};
+
+use super::{failure_text, Agent, ChunkEvent, SyncPurpose, Work};
+use crate::fetch::{Scheduler, SchedulerConfig};
+use crate::net::codec::ChunkReply;
+
+/// How often a downloading node asks its peers which chunks they hold.
+const HAVE_POLL: Duration = Duration::from_millis(500);
+
+/// One payload being fetched.
+pub(super) struct Download {
+    pub manifest: Manifest,
+    pub scheduler: Scheduler<PeerId>,
+    pub have_pending: HashSet<PeerId>,
+    pub last_have_poll: Option<Instant>,
+    pub bytes_same_site: u64,
+    pub bytes_cross_site: u64,
+}
+
+impl Agent {
+    /// Rebuilds the payload → manifest index and the set of chunk hashes the
+    /// control API accepts.
+    pub(super) fn refresh_manifests(&mut self) {
+        let signed = match self.shared.meta.live_of_kind(Kind::Manifest) {
+            Ok(signed) => signed,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list manifests");
+                return;
+            }
+        };
+        self.manifests.clear();
+        let mut listed = HashSet::new();
+        for object in signed {
+            if let Ok(manifest) = object.decode_body::<Manifest>() {
+                listed.extend(manifest.chunks.iter().copied());
+                self.manifests.insert(manifest.payload_hash, manifest);
+            }
+        }
+        *self
+            .shared
+            .listed_chunks
+            .write()
+            .expect("chunk list lock is never poisoned") = listed;
+    }
+
+    /// Which chunks of `payload` are stored, computed once per payload and
+    /// kept up to date as chunks arrive.
+    pub(super) fn held_chunks(&mut self, payload: &Hash) -> Option<&Vec<bool>> {
+        if !self.held.contains_key(payload) {
+            let manifest = self.manifests.get(payload)?;
+            let held = manifest
+                .chunks
+                .iter()
+                .map(|hash| self.shared.chunks.contains(hash))
+                .collect();
+            self.held.insert(*payload, held);
+        }
+        self.held.get(payload)
+    }
+
+    fn mark_held(&mut self, hash: Hash) {
+        for (payload, held) in self.held.iter_mut() {
+            if let Some(manifest) = self.manifests.get(payload) {
+                for (index, chunk) in manifest.chunks.iter().enumerate() {
+                    if *chunk == hash {
+                        held[index] = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A chunk arrived through the control API.
+    pub(super) fn on_chunk_stored(&mut self, hash: Hash) {
+        self.mark_held(hash);
+        let payloads: Vec<Hash> = self.downloads.keys().copied().collect();
+        for payload in payloads {
+            let local = self.local;
+            if let Some(download) = self.downloads.get_mut(&payload) {
+                if let Some(index) = download.manifest.chunks.iter().position(|c| *c == hash) {
+                    download.scheduler.on_chunk(&local, index);
+                }
+            }
+        }
+    }
+
+    /// Starts fetching `manifest`'s payload unless it is already under way.
+    pub(super) fn start_download(&mut self, manifest: &Manifest) {
+        if self.downloads.contains_key(&manifest.payload_hash) {
+            return;
+        }
+        let held: Vec<bool> = self
+            .held_chunks(&manifest.payload_hash)
+            .cloned()
+            .unwrap_or_else(|| {
+                manifest
+                    .chunks
+                    .iter()
+                    .map(|h| self.shared.chunks.contains(h))
+                    .collect()
+            });
+        let resumed = held.iter().filter(|h| **h).count();
+        let config = SchedulerConfig {
+            requests_per_peer: self.config.transfer.requests_per_peer,
+            request_timeout_secs: self.config.transfer.request_timeout_secs as f64,
+            wan: self.config.wan,
+            ..SchedulerConfig::default()
+        };
+        let mut scheduler = Scheduler::new(
+            self.local,
+            self.local.to_bytes(),
+            manifest.chunks.clone(),
+            &held,
+            config,
+            self.mono(),
+        );
+        for (peer, entry) in &self.peers {
+            if let Some(hello) = &entry.hello {
+                let same_site = hello.site == self.config.site;
+                let wan_member = (same_site && hello.wan).then(|| peer.to_bytes());
+                scheduler.add_peer(*peer, same_site, wan_member);
+            }
+        }
+        tracing::info!(patch = %manifest.patch_ref(), chunks = manifest.chunks.len(), resumed, "download started");
+        self.downloads.insert(
+            manifest.payload_hash,
+            Download {
+                manifest: manifest.clone(),
+                scheduler,
+                have_pending: HashSet::new(),
+                last_have_poll: None,
+                bytes_same_site: 0,
+                bytes_cross_site: 0,
+            },
+        );
+    }
+
+    /// Polls chunk maps, retires timed-out requests and sends new ones.
+    pub(super) fn tick_downloads(&mut self) {
+        let now = self.mono();
+        let payloads: Vec<Hash> = self.downloads.keys().copied().collect();
+        for payload in payloads {
+            self.poll_have(&payload);
+            self.expire_requests(&payload, now);
+            self.send_chunk_requests(&payload, now);
+        }
+    }
+
+    fn poll_have(&mut self, payload: &Hash) {
+        let Some(download) = self.downloads.get_mut(payload) else {
+            return;
+        };
+        if download.scheduler.is_complete()
+            || download
+                .last_have_poll
+                .is_some_and(|t| t.elapsed() < HAVE_POLL)
+        {
+            return;
+        }
+        download.last_have_poll = Some(Instant::now());
+        let targets: Vec<PeerId> = download
+            .scheduler
+            .peers()
+            .filter(|peer| !download.have_pending.contains(peer))
+            .copied()
+            .collect();
+        download.have_pending.extend(targets.iter().copied());
+        for peer in targets {
+            self.send_sync(
+                peer,
+                SyncRequest::Have { payload: *payload },
+                SyncPurpose::Have(*payload),
+            );
+        }
+    }
+
+    fn expire_requests(&mut self, payload: &Hash, now: f64) {
+        let Some(download) = self.downloads.get_mut(payload) else {
+            return;
+        };
+        for (peer, index) in download.scheduler.expired(now) {
+            tracing::warn!(peer = %peer, chunk = index, "chunk request timed out");
+            download.scheduler.on_failed(&peer, index);
+        }
+    }
+
+    /// Sends the requests the scheduler chooses for `payload`.
+    pub(super) fn send_chunk_requests(&mut self, payload: &Hash, now: f64) {
+        let Some(download) = self.downloads.get_mut(payload) else {
+            return;
+        };
+        let requests = download.scheduler.next_requests(now);
+        let hashes: Vec<(PeerId, usize, Hash)> = requests
+            .into_iter()
+            .map(|r| (r.peer, r.index, download.manifest.chunks[r.index]))
+            .collect();
+        for (peer, index, hash) in hashes {
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .chunk
+                .send_request(&peer, ChunkRequest { hash });
+            self.pending_chunks
+                .insert(id, (*payload, index, peer, Instant::now()));
+        }
+    }
+
+    pub(super) fn on_chunk_event(&mut self, event: ChunkEvent) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                Message::Request {
+                    request, channel, ..
+                } => self.serve_chunk(peer, request.hash, channel),
+                Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some((payload, index, from, _)) = self.pending_chunks.remove(&request_id)
+                    {
+                        self.on_chunk_reply(payload, index, from, response);
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some((payload, index, _, _)) = self.pending_chunks.remove(&request_id) {
+                    tracing::warn!(peer = %peer, chunk = index, error = %failure_text(&error), "chunk request failed");
+                    if let Some(download) = self.downloads.get_mut(&payload) {
+                        download.scheduler.on_failed(&peer, index);
+                    }
+                    if matches!(error, request_response::OutboundFailure::Io(_)) {
+                        self.penalise(peer, 20, "malformed chunk response");
+                        if let Some(download) = self.downloads.get_mut(&payload) {
+                            download.scheduler.on_bad_chunk(&peer, index);
+                        }
+                    }
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(peer = %peer, error = %failure_text(&error), "chunk request from peer failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn serve_chunk(
+        &mut self,
+        peer: PeerId,
+        hash: Hash,
+        channel: request_response::ResponseChannel<ChunkReply>,
+    ) {
+        let store = self.shared.chunks.clone();
+        let work = self.work_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let reply = match store.get(&hash) {
+                Ok(Some(bytes)) => ChunkReply::Data(bytes),
+                Ok(None) => ChunkReply::Missing,
+                Err(e) => {
+                    tracing::error!(peer = %peer, chunk = %hash.short(), error = %e, "cannot read chunk to serve");
+                    ChunkReply::Missing
+                }
+            };
+            let _ = work.blocking_send(Work::Serve(channel, reply));
+        });
+    }
+
+    fn on_chunk_reply(&mut self, payload: Hash, index: usize, peer: PeerId, reply: ChunkReply) {
+        let Some(download) = self.downloads.get_mut(&payload) else {
+            return;
+        };
+        match reply {
+            ChunkReply::Missing => {
+                tracing::debug!(peer = %peer, chunk = index, "peer lacks a chunk it announced");
+                download.scheduler.on_missing(&peer, index);
+            }
+            ChunkReply::Data(bytes) => {
+                let expected = download.manifest.chunks[index];
+                let store = self.shared.chunks.clone();
+                let work = self.work_tx.clone();
+                let len = bytes.len() as u64;
+                tokio::task::spawn_blocking(move || {
+                    let result = store.put(&expected, &bytes).map(|_| ()).map_err(|e| {
+                        let blame = matches!(e, crate::store::ChunkError::HashMismatch { .. });
+                        (e.to_string(), blame)
+                    });
+                    let _ = work.blocking_send(Work::Fetched {
+                        payload,
+                        peer,
+                        index,
+                        bytes: len,
+                        result,
+                    });
+                });
+            }
+        }
+    }
+
+    pub(super) fn on_fetched(
+        &mut self,
+        payload: Hash,
+        peer: PeerId,
+        index: usize,
+        bytes: u64,
+        result: Result<(), (String, bool)>,
+    ) {
+        let same_site = self.is_same_site(&peer);
+        let Some(download) = self.downloads.get_mut(&payload) else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                download.scheduler.on_chunk(&peer, index);
+                if same_site {
+                    download.bytes_same_site += bytes;
+                } else {
+                    download.bytes_cross_site += bytes;
+                }
+                let hash = download.manifest.chunks[index];
+                self.mark_held(hash);
+                let now = self.mono();
+                self.send_chunk_requests(&payload, now);
+                self.check_download_done(&payload);
+            }
+            Err((error, false)) => {
+                download.scheduler.on_failed(&peer, index);
+                let patch = download.manifest.patch_ref();
+                tracing::error!(peer = %peer, patch = %patch, chunk = index, error, "cannot store fetched chunk");
+            }
+            Err((error, true)) => {
+                download.scheduler.on_bad_chunk(&peer, index);
+                let patch = download.manifest.patch_ref();
+                tracing::warn!(peer = %peer, patch = %patch, chunk = index, error, "chunk from peer rejected; peer excluded from this download");
+                self.penalise(peer, 25, "bad chunk");
+                let now = self.mono();
+                self.send_chunk_requests(&payload, now);
+            }
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The sync protocol: hellos, anti-entropy (summary then fetch of missing
+//! objects), chunk maps, peer exchange and report delivery.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use libp2p::request_response::{self, Message};
+use libp2p::PeerId;
+use patchmesh_protocol::wire::{bitmap, ObjectSummary, SyncRequest, SyncResponse};
+use patchmesh_protocol::{limits, Hash, Kind, SignedReport};
+
+use super::{failure_text, Agent, SyncEvent, SyncPurpose};
+use crate::store::StoredReport;
+use crate::trust::Outcome;
+
+/// Most objects asked for in one fetch request.
+const GET_BATCH: usize = 64;
+
+/// Seconds between anti-entropy rounds with one random peer.
+const ANTI_ENTROPY_SECS: u64 = 30;
+
+impl Agent {
+    pub(super) fn send_sync(&mut self, peer: PeerId, request: SyncRequest, purpose: SyncPurpose) {
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+        self.pending_sync.insert(id, (peer, purpose));
+    }
+
+    pub(super) fn on_sync_event(&mut self, event: SyncEvent) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                Message::Request {
+                    request, channel, ..
+                } => {
+                    let response = self.answer_sync(peer, request);
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_response(channel, response);
+                }
+                Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some((peer, purpose)) = self.pending_sync.remove(&request_id) {
+                        self.on_sync_response(peer, purpose, response);
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                let purpose = self.pending_sync.remove(&request_id).map(|(_, p)| p);
+                tracing::debug!(peer = %peer, purpose = ?purpose, error = %failure_text(&error), "sync request failed");
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::warn!(peer = %peer, error = %failure_text(&error), "sync request from peer failed; stream closed");
+                if matches!(error, request_response::InboundFailure::Io(_)) {
+                    self.penalise(peer, 5, "malformed sync frame");
+                }
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn answer_sync(&mut self, peer: PeerId, request: SyncRequest) -> SyncResponse {
+        match request {
+            SyncRequest::Hello(hello) => {
+                self.on_hello(peer, hello);
+                SyncResponse::Hello(self.hello())
+            }
+            SyncRequest::Summary => SyncResponse::Summary(self.summary()),
+            SyncRequest::Get(ids) => {
+                let mut objects = Vec::new();
+                for id in ids.iter().take(limits::MAX_SUMMARY_ENTRIES) {
+                    if let Some(bytes) = self.object_bytes(id) {
+                        objects.push(bytes);
+                    }
+                }
+                SyncResponse::Objects(objects)
+            }
+            SyncRequest::Have { payload } => SyncResponse::Have(self.have_bitmap(&payload)),
+            SyncRequest::Report(bytes) => self.accept_report(peer, &bytes),
+            SyncRequest::Peers => SyncResponse::Peers(self.peer_records()),
+        }
+    }
+
+    fn on_sync_response(&mut self, peer: PeerId, purpose: SyncPurpose, response: SyncResponse) {
+        match (purpose, response) {
+            (SyncPurpose::Hello, SyncResponse::Hello(hello)) => self.on_hello(peer, hello),
+            (SyncPurpose::Summary, SyncResponse::Summary(entries)) => {
+                self.on_summary(peer, entries)
+            }
+            (SyncPurpose::Get, SyncResponse::Objects(objects)) => self.on_objects(peer, objects),
+            (SyncPurpose::Have(payload), SyncResponse::Have(bits)) => {
+                if let Some(download) = self.downloads.get_mut(&payload) {
+                    download.have_pending.remove(&peer);
+                    download.scheduler.set_have(&peer, bits);
+                }
+            }
+            (SyncPurpose::Peers, SyncResponse::Peers(records)) => self.on_peer_records(records),
+            (SyncPurpose::Report, SyncResponse::ReportAccepted) => {}
+            (purpose, SyncResponse::Refused(reason)) => {
+                tracing::debug!(peer = %peer, purpose = ?purpose, reason, "sync request refused");
+            }
+            (purpose, _) => {
+                tracing::warn!(peer = %peer, purpose = ?purpose, "sync response does not match its request");
+                self.penalise(peer, 5, "mismatched sync response");
+            }
+        }
+    }
+
+    /// Every live object and root version, capped at the summary limit.
+    fn summary(&self) -> Vec<ObjectSummary> {
+        let mut entries = Vec::new();
+        if let Ok(roots) = self.shared.meta.roots() {
+            for signed in roots {
+                if let Ok(root) = signed.decode_body::<patchmesh_protocol::Root>() {
+                    entries.push(ObjectSummary {
+                        id: signed.id(),
+                        kind: Kind::Root,
+                        slot: "root".into(),
+                        revision: root.version,
+                    });
+                }
+            }
+        }
+        match self.shared.meta.live_objects() {
+            Ok(objects) => entries.extend(objects.into_iter().map(|(summary, _)| summary)),
+            Err(e) => tracing::error!(error = %e, "cannot list objects for a summary"),
+        }
+        entries.truncate(limits::MAX_SUMMARY_ENTRIES);
+        entries
+    }
+
+    fn object_bytes(&self, id: &Hash) -> Option<Vec<u8>> {
+        if let Ok(Some(signed)) = self.shared.meta.object(id) {
+            return Some(signed.to_bytes());
+        }
+        self.shared
+            .meta
+            .roots()
+            .ok()?
+            .into_iter()
+            .find(|root| root.id() == *id)
+            .map(|root| root.to_bytes())
+    }
+
+    /// Asks for the objects of a peer's summary that are newer than what
+    /// this node holds; roots first, in version order, so the chain can be
+    /// walked.
+    fn on_summary(&mut self, peer: PeerId, mut entries: Vec<ObjectSummary>) {
+        entries.truncate(limits::MAX_SUMMARY_ENTRIES);
+        let root_version = self.trust.root().version;
+        entries.sort_by_key(|e| (e.kind != Kind::Root, e.revision));
+        let mut wanted = Vec::new();
+        let mut seen = HashSet::new();
+        for entry in entries {
+            if !seen.insert(entry.id) {
+                continue;
+            }
+            let newer = if entry.kind == Kind::Root {
+                entry.revision > root_version
+            } else {
+                match self.shared.meta.slot(entry.kind, &entry.slot) {
+                    Ok(Some(held)) => entry.revision > held.revision,
+                    Ok(None) => true,
+                    Err(_) => false,
+                }
+            };
+            if newer {
+                wanted.push(entry.id);
+            }
+        }
+        for batch in wanted.chunks(GET_BATCH) {
+            self.send_sync(peer, SyncRequest::Get(batch.to_vec()), SyncPurpose::Get);
+        }
+    }
+
+    fn on_objects(&mut self, peer: PeerId, objects: Vec<Vec<u8>>) {
+        let now = self.shared.clock.now();
+        let clock = self.shared.clock.name();
+        let mut stored = 0;
+        for bytes in objects.iter().take(limits::MAX_SUMMARY_ENTRIES) {
+            match self.trust.admit_bytes(bytes, now, clock) {
+                Ok(admitted) if admitted.outcome == Outcome::Stored => {
+                    tracing::info!(peer = %peer, kind = %admitted.kind, slot = %admitted.slot, revision = admitted.revision, "object received by anti-entropy");
+                    stored += 1;
+                    self.after_admit(&admitted);
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(peer = %peer, error = %error, "rejected object from anti-entropy");
+                    if error.blames_sender() {
+                        self.penalise(peer, 10, "invalid object in anti-entropy");
+                    }
+                }
+            }
+        }
+        if stored > 0 {
+            // A root rotation may have made more of the peer's objects valid.
+            self.send_sync(peer, SyncRequest::Summary, SyncPurpose::Summary);
+        }
+    }
+
+    /// Bitmap of stored chunks of `payload`; empty if unknown.
+    pub(super) fn have_bitmap(&mut self, payload: &Hash) -> Vec<u8> {
+        let Some(held) = self.held_chunks(payload) else {
+            return Vec::new();
+        };
+        bitmap::from_fn(held.len(), |i| held[i])
+    }
+
+    /// Stores a report if this node is an observer and the report verifies.
+    fn accept_report(&mut self, peer: PeerId, bytes: &[u8]) -> SyncResponse {
+        if !self.config.observer {
+            return SyncResponse::Refused("this node is not an observer".into());
+        }
+        match SignedReport::verify_bytes(bytes) {
+            Ok((_, report)) => {
+                self.store_report(&report.peer, report.seq, bytes.to_vec());
+                SyncResponse::ReportAccepted
+            }
+            Err(error) => {
+                tracing::warn!(peer = %peer, error = %error, "rejected node report");
+                self.penalise(peer, 10, "invalid node report");
+                SyncResponse::Refused(error.to_string())
+            }
+        }
+    }
+
+    pub(super) fn store_report(&mut self, reporter: &str, seq: u64, signed: Vec<u8>) {
+        let record = StoredReport {
+            seq,
+            received: self.shared.clock.now().to_string(),
+            signed,
+        };
+        if let Err(e) = self.shared.meta.put_report(reporter, seq, &record) {
+            tracing::error!(reporter, error = %e, "cannot store node report");
+        }
+    }
+
+    /// Runs a summary exchange with one connected peer now and then, so
+    /// objects missed by gossip arrive even without reconnecting.
+    pub(super) fn maybe_anti_entropy(&mut self) {
+        let due = self.last_anti_entropy.elapsed() >= Duration::from_secs(ANTI_ENTROPY_SECS);
+        if !due || self.peers.is_empty() {
+            return;
+        }
+        self.last_anti_entropy = std::time::Instant::now();
+        let index = rand::random::<usize>() % self.peers.len();
+        if let Some(peer) = self.peers.keys().nth(index).copied() {
+            self.send_sync(peer, SyncRequest::Summary, SyncPurpose::Summary);
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The node's config file, `config.toml` in its data folder, written by
+//! `patchmesh-node init` and read by `patchmesh-node run`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the config file inside the data folder.
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// Node configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Host name used for targeting until an enrollment certificate exists.
+    pub host: String,
+    /// Site (office) the node belongs to.
+    #[serde(default = "default_site")]
+    pub site: String,
+    /// Groups used for targeting until an enrollment certificate exists.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// libp2p multiaddrs to listen on.
+    pub listen: Vec<String>,
+    /// libp2p multiaddrs (with `/p2p/PEER`) to dial at start.
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+    /// Address of the local control API; the port may be 0.
+    pub control: SocketAddr,
+    /// Whether this node collects reports from others.
+    #[serde(default)]
+    pub observer: bool,
+    /// Whether mDNS discovery of LAN peers is on. Off unless asked for.
+    #[serde(default)]
+    pub mdns: bool,
+    /// Whether this node may fetch chunks from other sites.
+    #[serde(default = "yes")]
+    pub wan: bool,
+    /// Address ranges (CIDR, such as "10.20.0.0/16") besides loopback that
+    /// the node may dial when it learns peers by exchange or mDNS. Bootstrap
+    /// addresses are dialed as configured.
+    #[serde(default)]
+    pub dial_ranges: Vec<String>,
+    /// Transfer settings.
+    #[serde(default)]
+    pub transfer: TransferConfig,
+    /// Commands that change the machine.
+    #[serde(default)]
+    pub commands: Commands,
+    /// Test clock: only tests and the demo set it.
+    #[serde(default)]
+    pub clock: ClockConfig,
+}
+
+fn default_site() -> String {
+    "default".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Chunk transfer settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransferConfig {
+    /// Chunk requests in flight per peer.
+    pub requests_per_peer: usize,
+    /// Seconds before an unanswered chunk request is given up.
+    pub request_timeout_secs: u64,
+    /// Disk quota of the chunk store in bytes; 0 means no quota.
+    pub chunk_quota_bytes: u64,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        TransferConfig {
+            requests_per_peer: 8,
+            request_timeout_secs: 60,
+            chunk_quota_bytes: 0,
+        }
+    }
+}
+
+/// Commands that change the machine; `{payload}`-style placeholders are
+/// documented per field. Tests and the demo point them at recording scripts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Commands {
+    /// Reboots the machine.
+    pub reboot: Option<String>,
+    /// Notifies the user; `{message}` is replaced by the notice text.
+    pub notify: Option<String>,
+    /// Turns the native updater off.
+    pub disable_native_updater: Option<String>,
+    /// Turns the native updater back on.
+    pub enable_native_updater: Option<String>,
+    /// Isolates the machine from the network, except patchmesh's traffic.
+    pub isolate: Option<String>,
+}
+
+/// Test clock: `now = start + offset + elapsed × speed`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClockConfig {
+    /// Seconds added to the system clock.
+    pub offset_secs: i64,
+    /// How many test seconds pass per real second.
+    pub speed: f64,
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        ClockConfig {
+            offset_secs: 0,
+            speed: 1.0,
+        }
+    }
+}
+
+/// Error for a config file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error(
+        "cannot read config {path}: {source} (run `patchmesh-node init --data-dir DIR` first)"
+    )]
+    Read {
+        /// Path tried.
+        path: PathBuf,
+        /// I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for a config.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// Path read.
+        path: PathBuf,
+        /// Parser message.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads `config.toml` from `data_dir`.
+    pub fn load(data_dir: &Path) -> Result<Self, ConfigError> {
+        let path = data_dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        if !(config.clock.speed > 0.0 && config.clock.speed.is_finite()) {
+            return Err(ConfigError::Parse {
+                path,
+                message: format!(
+                    "clock.speed {} is not a positive number",
+                    config.clock.speed
+                ),
+            });
+        }
+        Ok(config)
+    }
+
+    /// TOML text of the config.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("configs always serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_through_toml() {
+        let config = Config {
+            host: "pc-1".into(),
+            site: "hq".into(),
+            groups: vec!["workstations".into()],
+            listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".into()],
+            bootstrap: vec![],
+            control: "127.0.0.1:0".parse().unwrap(),
+            observer: true,
+            mdns: false,
+            wan: true,
+            dial_ranges: vec![],
+            transfer: TransferConfig::default(),
+            commands: Commands::default(),
+            clock: ClockConfig::default(),
+        };
+        let back: Config = toml::from_str(&config.to_toml()).expect("parses");
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn missing_config_names_the_path_and_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("config.toml"), "{err}");
+        assert!(err.contains("patchmesh-node init"), "{err}");
+    }
+}

@@ -1,0 +1,6 @@
+//! Chunk downloads: the pure scheduler and the per-download bookkeeping the
+//! agent keeps around it.
+
+pub mod scheduler;
+
+pub use scheduler::{Request, Scheduler, SchedulerConfig};
