@@ -467,8 +467,12 @@ mod tests {
             // Before the stall deadline only chunks ranked first for this
             // member cross the WAN.
             let mut early = 0;
-            while let requests @ [_, ..] = scheduler.next_requests(0.0).as_slice() {
-                for request in requests.to_vec() {
+            loop {
+                let requests = scheduler.next_requests(0.0);
+                if requests.is_empty() {
+                    break;
+                }
+                for request in requests {
                     early += 1;
                     scheduler.on_chunk(&request.peer, request.index);
                 }
@@ -479,8 +483,12 @@ mod tests {
             );
             assert!(!scheduler.is_complete());
             // The other member stalled: this one takes over the rest.
-            while let requests @ [_, ..] = scheduler.next_requests(10.0).as_slice() {
-                for request in requests.to_vec() {
+            loop {
+                let requests = scheduler.next_requests(10.0);
+                if requests.is_empty() {
+                    break;
+                }
+                for request in requests {
                     scheduler.on_chunk(&request.peer, request.index);
                 }
             }
