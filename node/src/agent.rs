@@ -35,7 +35,7 @@ use crate::net::{build_swarm, Behaviour, BehaviourEvent};
 use crate::store::{ChunkStore, MetaStore};
 use crate::trust::{AdmitError, Admitted, Outcome, Trust};
 
-pub use patches::PatchRecord;
+pub use patches::PatchData;
 pub use peers::PeerView;
 
 /// Name of the pinned root file in the data folder.
@@ -56,6 +56,9 @@ pub enum Command {
     ChunkStored(Hash),
     /// List connected peers.
     Peers(oneshot::Sender<Vec<PeerView>>),
+    /// The user asks to postpone pending reboots; the reply is how many
+    /// accepted.
+    PostponeReboot(oneshot::Sender<usize>),
 }
 
 /// Background work that finished.
@@ -72,8 +75,13 @@ enum Work {
         /// rather than this node (full disk, quota).
         result: Result<(), (String, bool)>,
     },
-    /// An install, health check or rollback finished.
-    Installed(patches::InstallOutcome),
+    /// A background action of a track finished: the track key, the event
+    /// to feed back, and what an installer kept for rollback.
+    Event(
+        String,
+        crate::rollout::Event,
+        Option<crate::install::InstallRecord>,
+    ),
 }
 
 /// Facts about this node shared with the control API.
@@ -120,6 +128,7 @@ enum SyncPurpose {
     Have(Hash),
     Report,
     Peers,
+    Reports,
 }
 
 /// The running agent.
@@ -143,11 +152,17 @@ pub struct Agent {
     manifests: HashMap<Hash, Manifest>,
     /// Which chunks of each known payload are stored, by payload hash.
     held: HashMap<Hash, Vec<bool>>,
-    installing: HashSet<String>,
-    records: std::collections::BTreeMap<String, PatchRecord>,
+    tracks: std::collections::BTreeMap<String, patches::TrackEntry>,
+    patch_data: HashMap<String, PatchData>,
+    download_waiters: HashMap<Hash, std::collections::BTreeSet<String>>,
+    /// Newest verified report per peer: collected (observer) or fetched from
+    /// observers, for wave decisions.
+    fleet_reports: HashMap<String, patchmesh_protocol::NodeReport>,
+    last_fleet_poll: Instant,
     report_dirty: bool,
     last_report: Instant,
     last_anti_entropy: Instant,
+    last_plan: Instant,
     work_tx: mpsc::Sender<Work>,
     work_rx: mpsc::Receiver<Work>,
     started: Instant,
@@ -250,11 +265,15 @@ impl Agent {
             downloads: HashMap::new(),
             manifests: HashMap::new(),
             held: HashMap::new(),
-            installing: HashSet::new(),
-            records: std::collections::BTreeMap::new(),
+            tracks: std::collections::BTreeMap::new(),
+            patch_data: HashMap::new(),
+            download_waiters: HashMap::new(),
+            fleet_reports: HashMap::new(),
+            last_fleet_poll: Instant::now(),
             report_dirty: true,
             last_report: Instant::now(),
             last_anti_entropy: Instant::now(),
+            last_plan: Instant::now(),
             work_tx,
             work_rx,
             started: Instant::now(),
@@ -447,6 +466,9 @@ impl Agent {
             Command::Peers(reply) => {
                 let _ = reply.send(self.peer_views());
             }
+            Command::PostponeReboot(reply) => {
+                let _ = reply.send(self.postpone_reboots());
+            }
         }
     }
 
@@ -478,7 +500,7 @@ impl Agent {
         if admitted.kind == patchmesh_protocol::Kind::Manifest {
             self.refresh_manifests();
         }
-        self.plan();
+        self.inputs_changed();
     }
 
     fn on_work(&mut self, work: Work) {
@@ -501,15 +523,19 @@ impl Agent {
                 bytes,
                 result,
             } => self.on_fetched(payload, peer, index, bytes, result),
-            Work::Installed(outcome) => self.on_install_outcome(outcome),
+            Work::Event(key, event, record) => self.on_track_event(key, event, record),
         }
     }
 
     fn on_tick(&mut self) {
         self.tick_downloads();
-        self.plan();
+        if self.last_plan.elapsed() >= Duration::from_secs(1) {
+            self.last_plan = Instant::now();
+            self.plan();
+        }
         self.maybe_report();
         self.maybe_anti_entropy();
+        self.maybe_poll_fleet();
     }
 
     fn write_listen_file(&self) {

@@ -98,6 +98,8 @@ pub struct Commands {
     pub enable_native_updater: Option<String>,
     /// Isolates the machine from the network, except patchmesh's traffic.
     pub isolate: Option<String>,
+    /// Lifts the isolation.
+    pub unisolate: Option<String>,
 }
 
 /// Test clock: `now = start + offset + elapsed × speed`.

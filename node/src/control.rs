@@ -63,6 +63,7 @@ pub async fn serve(
         .route("/v1/chunks/{hash}", put(put_chunk))
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
+        .route("/v1/reboot/postpone", post(postpone_reboot))
         .layer(DefaultBodyLimit::max(limits::MAX_CHUNK_FRAME_BYTES))
         .with_state(state);
     axum::serve(listener, app)
@@ -185,4 +186,15 @@ async fn peers(State(state): State<ControlState>) -> Result<Json<Value>, ApiErro
     Ok(Json(
         serde_json::to_value(peers).expect("peer views always serialize"),
     ))
+}
+
+async fn postpone_reboot(State(state): State<ControlState>) -> Result<Json<Value>, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    state
+        .commands
+        .send(Command::PostponeReboot(reply))
+        .await
+        .map_err(|_| unavailable())?;
+    let accepted = answer.await.map_err(|_| unavailable())?;
+    Ok(Json(json!({ "postponed": accepted })))
 }

@@ -33,6 +33,40 @@ enum Commands {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Act on the reboot a running node has scheduled.
+    Reboot {
+        #[command(subcommand)]
+        command: RebootCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RebootCommand {
+    /// Postpone the pending reboot by the policy's `postpone_by`, within
+    /// its `max_postpone` (a desktop notifier calls this).
+    Postpone {
+        /// Control API of the running node, `http://127.0.0.1:PORT`.
+        #[arg(long)]
+        node: String,
+    },
+}
+
+/// Posts to a running node's control API and returns the JSON reply.
+fn post_control(node: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+    let url = format!("{}{path}", node.trim_end_matches('/'));
+    match ureq::post(&url).call() {
+        Ok(response) => Ok(response.into_json()?),
+        Err(ureq::Error::Status(code, response)) => {
+            let body: serde_json::Value = response.into_json().unwrap_or_default();
+            anyhow::bail!(
+                "{url} returned {code}: {}",
+                body["error"].as_str().unwrap_or("no message")
+            )
+        }
+        Err(e) => {
+            anyhow::bail!("cannot reach the node at {url}: {e} (is `patchmesh-node run` running?)")
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -185,6 +219,13 @@ fn main() -> ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(run(data_dir))),
+        Commands::Reboot {
+            command: RebootCommand::Postpone { node },
+        } => post_control(&node, "/v1/reboot/postpone").map(|reply| {
+            let count = reply["postponed"].as_u64().unwrap_or(0);
+            eprintln!("{count} pending reboot(s) postponed");
+            println!("{reply}");
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,9 +7,29 @@
 //! body, and revision order against what is held for the same slot.
 
 use jiff::Timestamp;
+use patchmesh_protocol::actions::{Approval, Halt, Resume, RollbackOrder};
+use patchmesh_protocol::enrollment::{Enrollment, Revocation};
 use patchmesh_protocol::{limits, Body, Hash, Kind, Manifest, Policy, Root, Signed, VerifyError};
 
 use crate::store::{MetaError, MetaStore};
+
+/// Slot, revision and signing time of a verified body.
+fn header<B: Body>(body: &B) -> (String, u64, Timestamp) {
+    (body.slot(), body.revision(), body.issued())
+}
+
+/// The header of `body` if its own validation passed.
+fn check_valid<B: Body, E: std::fmt::Display>(
+    body: &B,
+    validation: Result<(), E>,
+) -> Result<(String, u64, Timestamp), AdmitError> {
+    validation.map_err(|e| AdmitError::Invalid {
+        kind: B::KIND,
+        slot: body.slot(),
+        reason: e.to_string(),
+    })?;
+    Ok(header(body))
+}
 
 /// What happened to an admitted object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,21 +178,23 @@ impl Trust {
         let (slot, revision, issued) = match signed.kind {
             Kind::Manifest => {
                 let body: Manifest = signed.verify(&self.root, now, clock)?;
-                body.validate().map_err(|e| AdmitError::Invalid {
-                    kind: Kind::Manifest,
-                    slot: body.slot(),
-                    reason: e.to_string(),
-                })?;
-                (body.slot(), body.revision(), body.issued())
+                check_valid(&body, body.validate())?
             }
             Kind::Policy => {
                 let body: Policy = signed.verify(&self.root, now, clock)?;
-                body.validate().map_err(|e| AdmitError::Invalid {
-                    kind: Kind::Policy,
-                    slot: body.slot(),
-                    reason: e.to_string(),
-                })?;
-                (body.slot(), body.revision(), body.issued())
+                check_valid(&body, body.validate())?
+            }
+            Kind::Approval => header(&signed.verify::<Approval>(&self.root, now, clock)?),
+            Kind::Halt => header(&signed.verify::<Halt>(&self.root, now, clock)?),
+            Kind::Resume => header(&signed.verify::<Resume>(&self.root, now, clock)?),
+            Kind::Rollback => header(&signed.verify::<RollbackOrder>(&self.root, now, clock)?),
+            Kind::Enrollment => {
+                let body: Enrollment = signed.verify(&self.root, now, clock)?;
+                check_valid(&body, body.validate())?
+            }
+            Kind::Revocation => {
+                let body: Revocation = signed.verify(&self.root, now, clock)?;
+                check_valid(&body, body.validate())?
             }
             other => return Err(AdmitError::Unsupported(other)),
         };

@@ -43,3 +43,7 @@ pub const MAX_NAME_LEN: usize = 128;
 
 /// Most peers listed in one peer-exchange reply.
 pub const MAX_PEER_RECORDS: usize = 256;
+
+/// Most signed reports in one reply to a node asking an observer. Replies
+/// must also fit [`MAX_CONTROL_FRAME_BYTES`]; reports are about 1 KiB each.
+pub const MAX_REPORTS_PER_REPLY: usize = 1024;

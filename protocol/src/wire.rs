@@ -80,6 +80,9 @@ pub enum SyncRequest {
     Report(Vec<u8>),
     /// Ask for the peers the responder is connected to (peer exchange).
     Peers,
+    /// Ask an observer for the signed reports it collected, so a node can
+    /// judge rollout waves itself from reports it verifies.
+    Reports,
 }
 
 /// Response of the sync protocol.
@@ -100,6 +103,9 @@ pub enum SyncResponse {
     /// Peers the responder is connected to, at most
     /// [`limits::MAX_PEER_RECORDS`].
     Peers(Vec<PeerRecord>),
+    /// Signed reports ([`crate::report::SignedReport`] bytes), at most
+    /// [`limits::MAX_REPORTS_PER_REPLY`].
+    Reports(Vec<Vec<u8>>),
     /// The request was refused.
     Refused(String),
 }

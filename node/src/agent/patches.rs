@@ -1,187 +1,463 @@
-//! Per-patch state on this node: which patches the live policies ask for,
-//! and the persisted state machine that carries each one from pending to
-//! installed, failed or rolled back, resuming after a restart without
-//! repeating finished steps.
+//! Per-patch work on this node, driven by the rollout engine.
+//!
+//! The agent keeps one [`Track`] per (policy, patch) in sled. Every second,
+//! and whenever an input changes, it steps each track with the engine,
+//! persists the result, then carries out the returned actions (download,
+//! install, health check, rollback, notice, reboot) in the background and
+//! feeds their results back as events. After a restart, tracks with an
+//! action in flight get [`Event::Restarted`], so finished steps are never
+//! repeated.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use jiff::Timestamp;
+use patchmesh_protocol::actions::{Approval, Halt, Resume, RollbackOrder};
+use patchmesh_protocol::enrollment::{Enrollment, Revocation};
+use patchmesh_protocol::policy::Membership;
 use patchmesh_protocol::{Body, Hash, Kind, Manifest, PatchRef, PatchState, Policy};
 use serde::{Deserialize, Serialize};
 
 use super::{Agent, Work};
 use crate::install::{self, InstallRecord};
+use crate::rollout::{
+    self, Action, Event, FleetView, HostResult, Inputs, Orders, OtherTrack, PatchInfo, Track,
+};
 
-/// Most install attempts after interrupted installs before giving up.
-const MAX_ATTEMPTS: u32 = 3;
-
-/// Persisted state of one patch on this node. A patch is tracked once,
-/// whichever policies name it, so it is installed at most once.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PatchRecord {
-    /// The patch.
-    pub patch: PatchRef,
-    /// Policy that first asked for it.
-    pub policy: String,
-    /// Current state.
-    pub state: PatchState,
-    /// When the state was entered.
-    pub since: Timestamp,
-    /// When the node first learned it should install the patch.
-    pub started: Timestamp,
-    /// Error or exit status text.
-    pub detail: String,
+/// What the node keeps per patch, whichever policies name it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PatchData {
     /// Payload hash of the manifest in use.
     pub payload_hash: Option<Hash>,
     /// Chunk bytes from peers of the same site.
     pub bytes_same_site: u64,
     /// Chunk bytes from peers of other sites.
     pub bytes_cross_site: u64,
-    /// Install attempts started.
-    pub attempts: u32,
     /// What the installer did, kept for rollback.
     pub install: Option<InstallRecord>,
 }
 
-/// Result of a background install.
-pub(super) struct InstallOutcome {
-    key: String,
-    result: Result<InstallRecord, String>,
-    /// Set when the install failed or the health check failed and a
-    /// rollback ran.
-    rollback: Option<Result<InstallRecord, String>>,
+/// A track with when it next needs a step.
+#[derive(Clone, Debug)]
+pub(super) struct TrackEntry {
+    pub track: Track,
+    pub wake: Option<Timestamp>,
+    /// Why the track waits, from its last step, shown in reports.
+    pub reason: String,
+}
+
+fn track_key(policy: &str, patch: &PatchRef) -> String {
+    format!("track/{policy}/{patch}")
+}
+
+fn data_key(patch: &PatchRef) -> String {
+    format!("data/{patch}")
+}
+
+/// Stored record in the `patches` tree: either a track or per-patch data.
+#[derive(Serialize, Deserialize)]
+enum StoredRecord {
+    Track(Track),
+    Data(PatchData),
+}
+
+/// Everything the engine reads besides the track, gathered once per round.
+struct Round {
+    now: Timestamp,
+    member: Membership,
+    policies: BTreeMap<String, Policy>,
+    manifests: BTreeMap<PatchRef, Manifest>,
+    orders: Orders,
 }
 
 impl Agent {
-    /// Loads persisted patch records and the manifest index at start.
+    /// Loads persisted tracks and the manifest index at start, and tells
+    /// tracks whose action was cut short that the node restarted.
     pub(super) fn load_state(&mut self) -> anyhow::Result<()> {
         self.refresh_manifests();
-        for (key, record) in self.shared.meta.patch_records::<PatchRecord>()? {
-            tracing::info!(patch = %record.patch, state = %record.state, "resuming patch");
-            self.records.insert(key, record);
+        let mut restarted = Vec::new();
+        for (key, record) in self.shared.meta.patch_records::<StoredRecord>()? {
+            match record {
+                StoredRecord::Track(track) => {
+                    tracing::info!(patch = %track.patch, policy = %track.policy, state = %track.state, in_flight = ?track.in_flight, "resuming rollout");
+                    if track.in_flight.is_some() {
+                        restarted.push(key.clone());
+                    }
+                    self.tracks.insert(
+                        key,
+                        TrackEntry {
+                            track,
+                            wake: None,
+                            reason: String::new(),
+                        },
+                    );
+                }
+                StoredRecord::Data(data) => {
+                    let patch = key.trim_start_matches("data/").to_string();
+                    self.patch_data.insert(patch, data);
+                }
+            }
+        }
+        for key in restarted {
+            self.step_track(&key, Event::Restarted);
         }
         self.plan();
         Ok(())
     }
 
-    fn set_state(&mut self, key: &str, state: PatchState, detail: impl Into<String>) {
-        let now = self.shared.clock.now();
-        let Some(record) = self.records.get_mut(key) else {
+    fn persist_track(&mut self, key: &str) {
+        let Some(entry) = self.tracks.get(key) else {
             return;
         };
-        let detail = detail.into();
-        tracing::info!(patch = %record.patch, policy = %record.policy, from = %record.state, to = %state, detail = %detail, "patch state changed");
-        record.state = state;
-        record.since = now;
-        record.detail = detail;
-        let record = record.clone();
-        self.persist(key, &record);
-    }
-
-    fn persist(&mut self, key: &str, record: &PatchRecord) {
-        if let Err(e) = self.shared.meta.put_patch_record(key, record) {
-            tracing::error!(patch = %record.patch, error = %e, "cannot persist patch state");
+        let record = StoredRecord::Track(entry.track.clone());
+        if let Err(e) = self.shared.meta.put_patch_record(key, &record) {
+            tracing::error!(patch = %entry.track.patch, policy = %entry.track.policy, error = %e, "cannot persist rollout state");
         }
         self.report_dirty = true;
     }
 
-    /// Live policies that target this node, by the node's clock.
-    fn targeting_policies(&self) -> Vec<Policy> {
-        let now = self.trust.effective_now(self.shared.clock.now());
-        let member = self.membership();
-        let Ok(signed) = self.shared.meta.live_of_kind(Kind::Policy) else {
-            return Vec::new();
-        };
-        signed
+    pub(super) fn data_mut(&mut self, patch: &PatchRef) -> &mut PatchData {
+        self.patch_data.entry(patch.to_string()).or_default()
+    }
+
+    pub(super) fn persist_data(&mut self, patch: &PatchRef) {
+        let data = self
+            .patch_data
+            .get(&patch.to_string())
+            .cloned()
+            .unwrap_or_default();
+        if let Err(e) = self
+            .shared
+            .meta
+            .put_patch_record(&data_key(patch), &StoredRecord::Data(data))
+        {
+            tracing::error!(patch = %patch, error = %e, "cannot persist patch data");
+        }
+    }
+
+    /// Bodies of every live object of `kind` that decodes as `B`.
+    fn live_bodies<B: Body>(&self, kind: Kind) -> Vec<B> {
+        self.shared
+            .meta
+            .live_of_kind(kind)
+            .unwrap_or_default()
             .iter()
-            .filter_map(|s| s.decode_body::<Policy>().ok())
-            .filter(|p| p.expires() > now && p.targets.matches(&member))
+            .filter_map(|s| s.decode_body::<B>().ok())
             .collect()
     }
 
-    fn manifest_for(&self, patch: &PatchRef) -> Option<Manifest> {
-        let entry = self
-            .shared
-            .meta
-            .slot(Kind::Manifest, &patch.to_string())
-            .ok()??;
-        self.shared
-            .meta
-            .object(&entry.id)
-            .ok()??
-            .decode_body::<Manifest>()
-            .ok()
+    /// This node's membership: from its live enrollment certificate when it
+    /// has one, otherwise from its config.
+    pub(super) fn current_membership(&self, now: Timestamp) -> Membership {
+        let revocations: Vec<Revocation> = self.live_bodies(Kind::Revocation);
+        let peer = self.local.to_base58();
+        self.live_bodies::<Enrollment>(Kind::Enrollment)
+            .into_iter()
+            .find(|e| e.peer == peer && e.is_live(&revocations, now))
+            .map(|e| e.membership())
+            .unwrap_or_else(|| self.membership())
     }
 
-    /// Moves every patch as far as its state and the held objects allow.
+    /// Hosts known from reports, with membership from their enrollment
+    /// certificates where held.
+    fn fleet_view(
+        &self,
+        now: Timestamp,
+    ) -> BTreeMap<String, (Membership, Vec<patchmesh_protocol::PatchStatus>)> {
+        let revocations: Vec<Revocation> = self.live_bodies(Kind::Revocation);
+        let enrollments: BTreeMap<String, Membership> = self
+            .live_bodies::<Enrollment>(Kind::Enrollment)
+            .into_iter()
+            .filter(|e| e.is_live(&revocations, now))
+            .map(|e| (e.peer.clone(), e.membership()))
+            .collect();
+        let mut hosts = BTreeMap::new();
+        for report in self.fleet_reports.values() {
+            let member = enrollments
+                .get(&report.peer)
+                .cloned()
+                .unwrap_or(Membership {
+                    host: report.host.clone(),
+                    site: report.site.clone(),
+                    groups: report.groups.clone(),
+                });
+            hosts.insert(report.peer.clone(), (member, report.patches.clone()));
+        }
+        hosts
+    }
+
+    fn gather(&self) -> Round {
+        let clock_now = self.shared.clock.now();
+        let now = self.trust.effective_now(clock_now);
+        let member = self.current_membership(now);
+        let policies = self
+            .live_bodies::<Policy>(Kind::Policy)
+            .into_iter()
+            .filter(|p| p.expires > now)
+            .map(|p| (p.id.clone(), p))
+            .collect();
+        let manifests = self
+            .manifests
+            .values()
+            .filter(|m| m.expires > now)
+            .map(|m| (m.patch_ref(), m.clone()))
+            .collect();
+        let orders = Orders {
+            approvals: self.live_bodies::<Approval>(Kind::Approval),
+            halts: self.live_bodies::<Halt>(Kind::Halt),
+            resumes: self.live_bodies::<Resume>(Kind::Resume),
+            rollbacks: self.live_bodies::<RollbackOrder>(Kind::Rollback),
+        };
+        Round {
+            now: clock_now,
+            member,
+            policies,
+            manifests,
+            orders,
+        }
+    }
+
+    /// Fleet view narrowed to one patch: each host's state of it.
+    fn fleet_for(&self, patch: &PatchRef, now: Timestamp) -> FleetView {
+        let mut view = FleetView::default();
+        for (_, (member, patches)) in self.fleet_view(now) {
+            let status = patches.iter().find(|s| &s.patch == patch);
+            view.hosts.push(HostResult {
+                member,
+                state: status.map(|s| s.state),
+                since: status.map(|s| s.since),
+            });
+        }
+        view
+    }
+
+    /// Creates tracks for new (policy, patch) pairs and steps every track
+    /// whose wake time passed.
     pub(super) fn plan(&mut self) {
-        let now = self.shared.clock.now();
-        for policy in self.targeting_policies() {
-            for patch in &policy.content.patches {
-                let key = patch.to_string();
-                if self.records.contains_key(&key) {
+        let round = self.gather();
+
+        // New pairs: explicit patches, and every held manifest at or above
+        // the policy's minimum severity.
+        for policy in round.policies.values() {
+            if !policy.targets.matches(&round.member) {
+                continue;
+            }
+            for manifest in round.manifests.values() {
+                let patch = manifest.patch_ref();
+                if !rollout::targeting::selects(policy, &patch, manifest.severity) {
                     continue;
                 }
-                let record = PatchRecord {
-                    patch: patch.clone(),
-                    policy: policy.id.clone(),
-                    state: PatchState::Pending,
-                    since: now,
-                    started: now,
-                    detail: String::new(),
-                    payload_hash: None,
-                    bytes_same_site: 0,
-                    bytes_cross_site: 0,
-                    attempts: 0,
-                    install: None,
-                };
-                tracing::info!(patch = %patch, policy = %policy.id, "patch targets this node");
-                self.persist(&key, &record);
-                self.records.insert(key, record);
+                let key = track_key(&policy.id, &patch);
+                if !self.tracks.contains_key(&key) {
+                    tracing::info!(patch = %patch, policy = %policy.id, "patch targets this node");
+                    let track = Track::new(&policy.id, patch, round.now);
+                    self.tracks.insert(
+                        key.clone(),
+                        TrackEntry {
+                            track,
+                            wake: None,
+                            reason: String::new(),
+                        },
+                    );
+                    self.persist_track(&key);
+                }
             }
         }
 
-        let keys: Vec<String> = self.records.keys().cloned().collect();
+        let keys: Vec<String> = self.tracks.keys().cloned().collect();
         for key in keys {
-            let record = self.records[&key].clone();
-            match record.state {
-                PatchState::Pending | PatchState::Approved => {
-                    if let Some(manifest) = self.manifest_for(&record.patch) {
-                        if let Some(r) = self.records.get_mut(&key) {
-                            r.payload_hash = Some(manifest.payload_hash);
+            let due = self.tracks[&key].wake.is_none_or(|wake| wake <= round.now);
+            if due {
+                self.step_with(&key, Event::Tick, &round);
+            }
+        }
+        self.apply_host_settings(&round);
+    }
+
+    /// Makes every track due for a step and plans: a policy, order,
+    /// manifest or report changed.
+    pub(super) fn inputs_changed(&mut self) {
+        for entry in self.tracks.values_mut() {
+            entry.wake = None;
+        }
+        self.plan();
+    }
+
+    /// Steps one track with `event` now.
+    pub(super) fn step_track(&mut self, key: &str, event: Event) {
+        let round = self.gather();
+        self.step_with(key, event, &round);
+    }
+
+    fn step_with(&mut self, key: &str, event: Event, round: &Round) {
+        let Some(entry) = self.tracks.get(key) else {
+            return;
+        };
+        let track = entry.track.clone();
+        let (Some(policy), Some(manifest)) = (
+            round.policies.get(&track.policy),
+            round.manifests.get(&track.patch),
+        ) else {
+            // Policy or manifest expired or not held: nothing moves.
+            return;
+        };
+        let info = PatchInfo {
+            patch: track.patch.clone(),
+            severity: manifest.severity,
+            reboot_required: manifest.reboot_required,
+            published: manifest.issued,
+            applies: true,
+        };
+        let others: Vec<OtherTrack> = self
+            .tracks
+            .iter()
+            .filter(|(k, e)| k.as_str() != key && e.track.patch == track.patch)
+            .map(|(_, e)| OtherTrack {
+                policy: e.track.policy.clone(),
+                state: e.track.state,
+            })
+            .collect();
+        let fleet = self.fleet_for(&track.patch, round.now);
+        let inputs = Inputs {
+            policy,
+            patch: &info,
+            member: &round.member,
+            orders: &round.orders,
+            fleet: &fleet,
+            others: &others,
+        };
+        let step = rollout::step(&track, &inputs, event, round.now);
+        let changed = step.track != track;
+        let manifest = manifest.clone();
+        let policy = policy.clone();
+        if let Some(entry) = self.tracks.get_mut(key) {
+            entry.track = step.track;
+            entry.reason = describe(&step.reason);
+            entry.wake = Some(
+                step.wake
+                    .unwrap_or(round.now + jiff::SignedDuration::from_secs(5))
+                    .min(round.now + jiff::SignedDuration::from_secs(5)),
+            );
+        }
+        if changed {
+            self.persist_track(key);
+        }
+        for action in step.actions {
+            self.run_action(key, action, &manifest, &policy);
+        }
+    }
+
+    fn run_action(&mut self, key: &str, action: Action, manifest: &Manifest, policy: &Policy) {
+        let key = key.to_string();
+        match action {
+            Action::Download => self.begin_download(&key, manifest),
+            Action::Install { retry } => self.spawn_install(key, manifest.clone(), retry),
+            Action::HealthCheck {
+                command,
+                timeout_secs,
+            } => {
+                let timeout = Duration::from_secs(timeout_secs.unwrap_or(300));
+                let work = self.work_tx.clone();
+                tokio::spawn(async move {
+                    let event = match install::run_command(&command, None, timeout).await {
+                        Ok(_) => Event::HealthPassed,
+                        Err(e) => Event::HealthFailed {
+                            error: e.to_string(),
+                        },
+                    };
+                    let _ = work.send(Work::Event(key, event, None)).await;
+                });
+            }
+            Action::RollBack { reason } => {
+                tracing::warn!(patch = %manifest.patch_ref(), policy = %policy.id, reason = ?reason, "rolling back");
+                let record = self
+                    .patch_data
+                    .get(&manifest.patch_ref().to_string())
+                    .and_then(|d| d.install.clone())
+                    .unwrap_or_default();
+                let payload = self.shared.chunks.payload_path(&manifest.payload_hash);
+                let manifest = manifest.clone();
+                let work = self.work_tx.clone();
+                tokio::spawn(async move {
+                    let payload = payload.exists().then_some(payload);
+                    let event =
+                        match install::rollback(&manifest, payload.as_deref(), &record).await {
+                            Ok(_) => Event::RollbackSucceeded,
+                            Err(e) => Event::RollbackFailed {
+                                error: e.to_string(),
+                            },
+                        };
+                    let _ = work.send(Work::Event(key, event, None)).await;
+                });
+            }
+            Action::NotifyUser { message, reboot_at } => {
+                tracing::info!(patch = %manifest.patch_ref(), reboot_at = %reboot_at, "notifying user of reboot");
+                if let Some(command) = self.config.commands.notify.clone() {
+                    let text = format!("{message} (at {reboot_at})");
+                    self.spawn_machine_command(
+                        "notify",
+                        command.replace("{message}", &shell_quote(&text)),
+                    );
+                }
+            }
+            Action::Reboot => {
+                tracing::info!(patch = %manifest.patch_ref(), "rebooting");
+                let command = self.config.commands.reboot.clone();
+                let work = self.work_tx.clone();
+                tokio::spawn(async move {
+                    let event = match command {
+                        // The command returning means this process survived
+                        // it (a recording script, or a reboot scheduled for
+                        // later); the reboot counts as done.
+                        Some(command) => {
+                            match install::run_command(&command, None, Duration::from_secs(300))
+                                .await
+                            {
+                                Ok(_) => Event::Rebooted,
+                                Err(e) => {
+                                    tracing::error!(error = %e, "reboot command failed");
+                                    Event::Rebooted
+                                }
+                            }
                         }
-                        self.set_state(&key, PatchState::Downloading, "");
-                        self.start_download(&manifest);
-                        self.check_download_done(&manifest.payload_hash);
-                    }
-                }
-                PatchState::Downloading => {
-                    if let Some(manifest) = self.manifest_for(&record.patch) {
-                        self.start_download(&manifest);
-                        self.check_download_done(&manifest.payload_hash);
-                    }
-                }
-                PatchState::Installing if !self.installing.contains(&key) => {
-                    // The node stopped during the install. The file installer
-                    // is idempotent; a command is retried a bounded number of
-                    // times.
-                    if record.attempts >= MAX_ATTEMPTS {
-                        self.set_state(
-                            &key,
-                            PatchState::Failed,
-                            format!("install interrupted {} times; giving up", record.attempts),
-                        );
-                    } else if let Some(manifest) = self.manifest_for(&record.patch) {
-                        tracing::warn!(patch = %record.patch, attempts = record.attempts, "install was interrupted; running it again");
-                        self.spawn_install(&key, manifest);
-                    }
-                }
-                _ => {}
+                        None => {
+                            tracing::warn!(
+                                "no reboot command configured; counting the reboot as done"
+                            );
+                            Event::Rebooted
+                        }
+                    };
+                    let _ = work.send(Work::Event(key, event, None)).await;
+                });
             }
         }
     }
 
-    /// When a download has every chunk, hands it to the installer.
+    /// Runs a configured machine command in the background, logging failures.
+    fn spawn_machine_command(&self, what: &'static str, command: String) {
+        tokio::spawn(async move {
+            match install::run_command(&command, None, Duration::from_secs(120)).await {
+                Ok(_) => tracing::info!(command = what, "machine command ran"),
+                Err(e) => tracing::error!(command = what, error = %e, "machine command failed"),
+            }
+        });
+    }
+
+    /// Starts (or joins) the download of `manifest` for track `key`.
+    fn begin_download(&mut self, key: &str, manifest: &Manifest) {
+        let patch = manifest.patch_ref();
+        self.data_mut(&patch).payload_hash = Some(manifest.payload_hash);
+        self.persist_data(&patch);
+        self.download_waiters
+            .entry(manifest.payload_hash)
+            .or_default()
+            .insert(key.to_string());
+        self.start_download(manifest);
+        self.check_download_done(&manifest.payload_hash);
+    }
+
+    /// When a download has every chunk, tells the tracks waiting for it.
     pub(super) fn check_download_done(&mut self, payload: &Hash) {
         let complete = self
             .downloads
@@ -196,106 +472,143 @@ impl Agent {
             .expect("checked present above");
         let patch = download.manifest.patch_ref();
         tracing::info!(patch = %patch, same_site = download.bytes_same_site, cross_site = download.bytes_cross_site, "download complete");
-        let keys: Vec<String> = self
-            .records
-            .iter()
-            .filter(|(_, r)| r.payload_hash == Some(*payload) && r.state == PatchState::Downloading)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in keys {
-            if let Some(record) = self.records.get_mut(&key) {
-                record.bytes_same_site += download.bytes_same_site;
-                record.bytes_cross_site += download.bytes_cross_site;
-            }
-            self.spawn_install(&key, download.manifest.clone());
+        let data = self.data_mut(&patch);
+        data.bytes_same_site += download.bytes_same_site;
+        data.bytes_cross_site += download.bytes_cross_site;
+        self.persist_data(&patch);
+        let waiters = self.download_waiters.remove(payload).unwrap_or_default();
+        for key in waiters {
+            self.step_track(&key, Event::Downloaded);
         }
     }
 
-    fn spawn_install(&mut self, key: &str, manifest: Manifest) {
-        if !self.installing.insert(key.to_string()) {
-            return;
-        }
-        if let Some(record) = self.records.get_mut(key) {
-            record.attempts += 1;
-        }
-        self.set_state(key, PatchState::Installing, "");
-        let policy = self
-            .records
-            .get(key)
-            .and_then(|r| {
-                self.shared
-                    .meta
-                    .slot(Kind::Policy, &r.policy)
-                    .ok()
-                    .flatten()
-            })
-            .and_then(|entry| self.shared.meta.object(&entry.id).ok().flatten())
-            .and_then(|s| s.decode_body::<Policy>().ok());
-        let previous = self.records.get(key).and_then(|r| r.install.clone());
+    fn spawn_install(&mut self, key: String, manifest: Manifest, retry: bool) {
         let chunks = self.shared.chunks.clone();
         let backup_dir: PathBuf = self
             .data_dir
             .join("rollback")
             .join(manifest.patch_ref().to_string());
         let work = self.work_tx.clone();
-        let key = key.to_string();
         tokio::spawn(async move {
-            let outcome = run_install(key, manifest, policy, previous, chunks, backup_dir).await;
-            let _ = work.send(Work::Installed(outcome)).await;
+            let (event, record) = run_install(manifest, chunks, backup_dir, retry).await;
+            let _ = work.send(Work::Event(key, event, record)).await;
         });
     }
 
-    pub(super) fn on_install_outcome(&mut self, outcome: InstallOutcome) {
-        self.installing.remove(&outcome.key);
-        let key = outcome.key;
-        match (outcome.result, outcome.rollback) {
-            (Ok(record), None) => {
-                let detail = record.output.clone();
-                if let Some(r) = self.records.get_mut(&key) {
-                    r.install = Some(record);
-                }
-                self.set_state(&key, PatchState::Installed, detail);
+    /// Feeds the result of a background action back into its track.
+    pub(super) fn on_track_event(
+        &mut self,
+        key: String,
+        event: Event,
+        record: Option<InstallRecord>,
+    ) {
+        if let (Some(record), Some(entry)) = (record, self.tracks.get(&key)) {
+            let patch = entry.track.patch.clone();
+            self.data_mut(&patch).install = Some(record);
+            self.persist_data(&patch);
+        }
+        if let Event::InstallFailed { error } | Event::RollbackFailed { error } = &event {
+            tracing::error!(track = %key, error = %error, "patch action failed");
+        }
+        self.step_track(&key, event);
+    }
+
+    /// Asks the engine to postpone every pending reboot; returns how many
+    /// tracks accepted.
+    pub(super) fn postpone_reboots(&mut self) -> usize {
+        let keys: Vec<String> = self
+            .tracks
+            .iter()
+            .filter(|(_, e)| e.track.state == PatchState::RebootPending)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut accepted = 0;
+        for key in keys {
+            let before = self.tracks[&key].track.postpones;
+            self.step_track(&key, Event::PostponeRequested);
+            if self.tracks[&key].track.postpones > before {
+                accepted += 1;
             }
-            (Ok(record), Some(rollback)) => {
-                if let Some(r) = self.records.get_mut(&key) {
-                    r.install = Some(record);
-                }
-                match rollback {
-                    Ok(_) => self.set_state(
-                        &key,
-                        PatchState::RolledBack,
-                        "health check failed; rolled back",
-                    ),
-                    Err(e) => self.set_state(
-                        &key,
-                        PatchState::Failed,
-                        format!("health check failed; rollback failed: {e}"),
-                    ),
-                }
+        }
+        accepted
+    }
+
+    /// Runs the native-updater and isolation commands when the settings
+    /// that follow from all policies change.
+    fn apply_host_settings(&mut self, round: &Round) {
+        let policies: Vec<&Policy> = round.policies.values().collect();
+        let tracks: Vec<&Track> = self.tracks.values().map(|e| &e.track).collect();
+        let wanted = rollout::host_settings(&policies, &tracks, &round.member, round.now);
+        let applied = self
+            .shared
+            .meta
+            .misc::<rollout::HostSettings>("host_settings")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if wanted == applied {
+            return;
+        }
+        let commands = self.config.commands.clone();
+        if wanted.native_updater_disabled != applied.native_updater_disabled {
+            let command = if wanted.native_updater_disabled {
+                commands.disable_native_updater
+            } else {
+                commands.enable_native_updater
+            };
+            tracing::info!(
+                disabled = wanted.native_updater_disabled,
+                "native updater setting changed"
+            );
+            if let Some(command) = command {
+                self.spawn_machine_command("native updater", command);
             }
-            (Err(error), rollback) => {
-                let detail = match rollback {
-                    Some(Ok(_)) => format!("{error}; rolled back"),
-                    Some(Err(e)) => format!("{error}; rollback failed: {e}"),
-                    None => error,
-                };
-                tracing::error!(patch = %key, error = %detail, "install failed");
-                self.set_state(&key, PatchState::Failed, detail);
+        }
+        if wanted.isolated != applied.isolated {
+            tracing::warn!(
+                isolated = wanted.isolated,
+                "network isolation setting changed"
+            );
+            let command = if wanted.isolated {
+                commands.isolate
+            } else {
+                commands.unisolate
+            };
+            if let Some(command) = command {
+                self.spawn_machine_command("isolation", command);
             }
+        }
+        if let Err(e) = self.shared.meta.set_misc("host_settings", &wanted) {
+            tracing::error!(error = %e, "cannot persist host settings");
         }
     }
 }
 
-/// Assembles the payload, installs it, runs the policy's health check and
-/// rolls back when the policy asks for it.
+/// Quotes `text` for `sh`.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// Assembles the payload and installs it. With `retry`, an earlier attempt
+/// may have run: the manifest's detect command decides whether to run the
+/// installer again.
 async fn run_install(
-    key: String,
     manifest: Manifest,
-    policy: Option<Policy>,
-    previous: Option<InstallRecord>,
     chunks: std::sync::Arc<crate::store::ChunkStore>,
     backup_dir: PathBuf,
-) -> InstallOutcome {
+    retry: bool,
+) -> (Event, Option<InstallRecord>) {
+    if retry {
+        if let Some(detect) = &manifest.detect {
+            if install::run_command(detect, None, Duration::from_secs(60))
+                .await
+                .is_ok()
+            {
+                tracing::info!(patch = %manifest.patch_ref(), "interrupted install had finished (detect command succeeded)");
+                return (Event::InstallSucceeded, None);
+            }
+        }
+    }
     let assembled = {
         let manifest = manifest.clone();
         tokio::task::spawn_blocking(move || chunks.assemble(&manifest)).await
@@ -303,61 +616,27 @@ async fn run_install(
     let payload = match assembled {
         Ok(Ok(path)) => path,
         Ok(Err(e)) => {
-            return InstallOutcome {
-                key,
-                result: Err(format!("cannot assemble payload: {e}")),
-                rollback: None,
-            }
+            let error = format!("cannot assemble payload: {e}");
+            return (Event::InstallFailed { error }, None);
         }
         Err(e) => {
-            return InstallOutcome {
-                key,
-                result: Err(format!("assembly task failed: {e}")),
-                rollback: None,
-            }
+            let error = format!("assembly task failed: {e}");
+            return (Event::InstallFailed { error }, None);
         }
     };
-    let rule = policy.map(|p| p.rollback).unwrap_or_default();
-    let result = install::install(&manifest, &payload, &backup_dir).await;
-    match result {
-        Err(error) => {
-            let rollback = if rule.on_install_failure {
-                let record = previous.unwrap_or_default();
-                Some(
-                    install::rollback(&manifest, Some(&payload), &record)
-                        .await
-                        .map_err(|e| e.to_string()),
-                )
-            } else {
-                None
-            };
-            InstallOutcome {
-                key,
-                result: Err(error.to_string()),
-                rollback,
-            }
-        }
-        Ok(record) => {
-            let mut rollback = None;
-            if let Some(check) = &rule.health_check {
-                let timeout = rule
-                    .health_timeout
-                    .map(|d| std::time::Duration::from_secs(d.as_secs()))
-                    .unwrap_or(std::time::Duration::from_secs(300));
-                if let Err(e) = install::run_command(check, None, timeout).await {
-                    tracing::warn!(patch = %key, error = %e, "health check failed; rolling back");
-                    rollback = Some(
-                        install::rollback(&manifest, Some(&payload), &record)
-                            .await
-                            .map_err(|e| e.to_string()),
-                    );
-                }
-            }
-            InstallOutcome {
-                key,
-                result: Ok(record),
-                rollback,
-            }
+    match install::install(&manifest, &payload, &backup_dir).await {
+        Ok(record) => (Event::InstallSucceeded, Some(record)),
+        Err(e) => {
+            let error = e.to_string();
+            (Event::InstallFailed { error }, None)
         }
     }
+}
+
+/// Short text of why a track waits, for reports.
+fn describe(reason: &rollout::Reason) -> String {
+    serde_json::to_value(reason)
+        .ok()
+        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
+        .unwrap_or_default()
 }

@@ -1,4 +1,4 @@
-//! Signed status reports: built from the patch records, signed with the
+//! Signed status reports: built from the rollout tracks, signed with the
 //! node key and sent to connected observers only, so a fleet's chatter does
 //! not reach every node.
 
@@ -39,18 +39,30 @@ impl Agent {
             time: self.shared.clock.now(),
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             patches: self
-                .records
+                .tracks
                 .values()
-                .map(|r| PatchStatus {
-                    patch: r.patch.clone(),
-                    policy: r.policy.clone(),
-                    state: r.state,
-                    since: r.since,
-                    started: r.started,
-                    detail: r.detail.clone(),
-                    payload_hash: r.payload_hash,
-                    bytes_same_site: r.bytes_same_site,
-                    bytes_cross_site: r.bytes_cross_site,
+                .map(|entry| {
+                    let track = &entry.track;
+                    let data = self
+                        .patch_data
+                        .get(&track.patch.to_string())
+                        .cloned()
+                        .unwrap_or_default();
+                    PatchStatus {
+                        patch: track.patch.clone(),
+                        policy: track.policy.clone(),
+                        state: track.state,
+                        since: track.since,
+                        started: track.started,
+                        detail: if track.detail.is_empty() {
+                            entry.reason.replace('_', " ")
+                        } else {
+                            track.detail.clone()
+                        },
+                        payload_hash: data.payload_hash,
+                        bytes_same_site: data.bytes_same_site,
+                        bytes_cross_site: data.bytes_cross_site,
+                    }
                 })
                 .collect(),
         }
@@ -68,9 +80,10 @@ impl Agent {
         self.last_report = std::time::Instant::now();
         let report = self.build_report();
         let signed = SignedReport::sign(&report, &self.keypair).to_bytes();
-        if self.config.observer {
-            self.store_report(&report.peer, report.seq, signed.clone());
-        }
+        // Every node keeps its own latest report, so its status view shows
+        // at least itself; observers keep everyone's.
+        self.store_report(&report.peer, report.seq, signed.clone());
+        self.fleet_reports.insert(report.peer.clone(), report);
         let observers: Vec<_> = self
             .peers
             .iter()
@@ -84,5 +97,73 @@ impl Agent {
                 SyncPurpose::Report,
             );
         }
+    }
+}
+
+/// How often a node with tracks asks a connected observer for the fleet's
+/// reports.
+const FLEET_POLL: Duration = Duration::from_secs(5);
+
+impl Agent {
+    /// Asks one connected observer for the reports it collected, so wave
+    /// gates see the fleet. Observers read their own store instead.
+    pub(super) fn maybe_poll_fleet(&mut self) {
+        if self.last_fleet_poll.elapsed() < FLEET_POLL || self.tracks.is_empty() {
+            return;
+        }
+        self.last_fleet_poll = std::time::Instant::now();
+        if self.config.observer {
+            self.load_fleet_from_store();
+            return;
+        }
+        let observer = self
+            .peers
+            .iter()
+            .find(|(_, e)| e.hello.as_ref().is_some_and(|h| h.observer))
+            .map(|(p, _)| *p);
+        if let Some(peer) = observer {
+            self.send_sync(peer, SyncRequest::Reports, SyncPurpose::Reports);
+        }
+    }
+
+    fn load_fleet_from_store(&mut self) {
+        let Ok(stored) = self.shared.meta.reports() else {
+            return;
+        };
+        let signed: Vec<Vec<u8>> = stored.into_iter().map(|r| r.signed).collect();
+        self.absorb_reports(&signed);
+    }
+
+    /// Verifies signed reports and keeps the newest per node.
+    pub(super) fn absorb_reports(&mut self, signed: &[Vec<u8>]) {
+        for bytes in signed
+            .iter()
+            .take(patchmesh_protocol::limits::MAX_REPORTS_PER_REPLY)
+        {
+            match SignedReport::verify_bytes(bytes) {
+                Ok((_, report)) => {
+                    let newer = self
+                        .fleet_reports
+                        .get(&report.peer)
+                        .is_none_or(|held| held.seq < report.seq);
+                    if newer {
+                        self.fleet_reports.insert(report.peer.clone(), report);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "ignored a report that does not verify"),
+            }
+        }
+    }
+
+    /// Signed reports this observer holds, for a node that asks.
+    pub(super) fn collected_reports(&self) -> Vec<Vec<u8>> {
+        self.shared
+            .meta
+            .reports()
+            .unwrap_or_default()
+            .into_iter()
+            .take(patchmesh_protocol::limits::MAX_REPORTS_PER_REPLY)
+            .map(|r| r.signed)
+            .collect()
     }
 }

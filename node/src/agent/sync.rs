@@ -85,6 +85,10 @@ impl Agent {
             SyncRequest::Have { payload } => SyncResponse::Have(self.have_bitmap(&payload)),
             SyncRequest::Report(bytes) => self.accept_report(peer, &bytes),
             SyncRequest::Peers => SyncResponse::Peers(self.peer_records()),
+            SyncRequest::Reports if self.config.observer => {
+                SyncResponse::Reports(self.collected_reports())
+            }
+            SyncRequest::Reports => SyncResponse::Refused("this node is not an observer".into()),
         }
     }
 
@@ -103,6 +107,7 @@ impl Agent {
             }
             (SyncPurpose::Peers, SyncResponse::Peers(records)) => self.on_peer_records(records),
             (SyncPurpose::Report, SyncResponse::ReportAccepted) => {}
+            (SyncPurpose::Reports, SyncResponse::Reports(reports)) => self.absorb_reports(&reports),
             (purpose, SyncResponse::Refused(reason)) => {
                 tracing::debug!(peer = %peer, purpose = ?purpose, reason, "sync request refused");
             }
