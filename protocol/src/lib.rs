@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod actions;
+pub mod bundle;
 pub mod enrollment;
 pub mod envelope;
 pub mod hash;
