@@ -6,14 +6,19 @@
 //! simulator drive the same code.
 //!
 //! Locality: peers of the node's own site are always preferred. A chunk that
-//! no same-site peer holds is fetched from another site only by the site
-//! member ranked first for that chunk by rendezvous hashing (BLAKE3 of peer
-//! key and chunk hash); the member ranked `k`-th takes over once the chunk
-//! has been wanted for `k × stall_secs` without appearing on the LAN. So a
-//! site pulls each chunk over its WAN once, and never waits forever on a
-//! member that went away.
+//! no same-site peer holds is fetched from another site only by the first
+//! site member, in rendezvous order (BLAKE3 of peer key and chunk hash,
+//! highest first), that has not stalled. A member has stalled when it has
+//! brought no new chunk into the site for `stall_secs` while another member
+//! did, or when the whole site has brought in nothing for
+//! `idle_takeover_secs`. Progress is compared between members, not against
+//! the download's start, because on a slow WAN link every member's first
+//! chunks arrive together after a long time: a fixed deadline from the start
+//! made later-ranked members fetch the same chunks again. So a site pulls
+//! each chunk over its WAN once, and never waits forever on a member that
+//! went away or hung.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use patchmesh_protocol::wire::bitmap;
@@ -24,11 +29,19 @@ use patchmesh_protocol::Hash;
 pub struct SchedulerConfig {
     /// Requests in flight per peer.
     pub requests_per_peer: usize,
-    /// Seconds after which an unanswered request is given up.
+    /// Seconds after which an unanswered same-site request is given up.
     pub request_timeout_secs: f64,
-    /// Seconds a site member waits per rank before fetching a chunk over
-    /// the WAN itself.
+    /// Seconds after which an unanswered cross-site request is given up.
+    /// Longer than `request_timeout_secs` because all members of a site
+    /// share one WAN link: 100 chunks of 1 MiB in flight on 10 Mbit/s take
+    /// about 84 s.
+    pub wan_request_timeout_secs: f64,
+    /// Seconds a site member may lag behind the site's latest new chunk
+    /// before the next member in rendezvous order fetches its chunks.
     pub stall_secs: f64,
+    /// Seconds without any new chunk in the site after which every member
+    /// that brought nothing for `stall_secs` counts as stalled.
+    pub idle_takeover_secs: f64,
     /// Whether this node may fetch from other sites at all.
     pub wan: bool,
 }
@@ -38,7 +51,9 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             requests_per_peer: 8,
             request_timeout_secs: 60.0,
+            wan_request_timeout_secs: 300.0,
             stall_secs: 20.0,
+            idle_takeover_secs: 120.0,
             wan: true,
         }
     }
@@ -68,6 +83,29 @@ struct PeerState {
 struct InFlight<P> {
     peer: P,
     sent_at: f64,
+    cross_site: bool,
+}
+
+/// A site member that may fetch over the WAN.
+#[derive(Clone, Debug)]
+struct Member {
+    /// Bytes the member is ranked by.
+    key: Vec<u8>,
+    /// When the member last brought a chunk into the site; `None` until
+    /// the next call of `next_requests` stamps a join or a new chunk.
+    last_gain: Option<f64>,
+    /// A new chunk or the join is waiting to be stamped.
+    gain_pending: bool,
+}
+
+/// Rendezvous order, computed once per membership: for every chunk, a bit
+/// per member (in `members` order) set when that member ranks above this
+/// node.
+#[derive(Clone, Debug)]
+struct RankCache<P> {
+    members: Vec<P>,
+    words: usize,
+    above: Vec<u64>,
 }
 
 /// Chunk scheduling state of one download.
@@ -79,11 +117,15 @@ pub struct Scheduler<P: Ord + Clone + Debug> {
     remaining: usize,
     in_flight: BTreeMap<usize, InFlight<P>>,
     peers: BTreeMap<P, PeerState>,
-    /// Ranking keys of the site members that may fetch over the WAN,
-    /// including this node.
-    site_members: BTreeMap<P, Vec<u8>>,
+    /// Site members that may fetch over the WAN, including this node.
+    site_members: BTreeMap<P, Member>,
+    rank_cache: Option<RankCache<P>>,
+    /// Chunks known to be in the site: held here or announced by a
+    /// same-site peer.
+    site_seen: Vec<u8>,
+    /// When a chunk last came into the site, through any member.
+    site_last_gain: Option<f64>,
     local: P,
-    started_at: f64,
     /// Rotates the chunk order per node so peers start on different chunks.
     offset: usize,
 }
@@ -108,9 +150,17 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
             (u64::from_le_bytes(Hash::of(&local_key).0[..8].try_into().expect("8 bytes"))
                 % chunks.len() as u64) as usize
         };
+        let site_seen = bitmap::from_fn(chunks.len(), |i| done[i]);
         let mut site_members = BTreeMap::new();
         if config.wan {
-            site_members.insert(local.clone(), local_key);
+            site_members.insert(
+                local.clone(),
+                Member {
+                    key: local_key,
+                    last_gain: Some(now),
+                    gain_pending: false,
+                },
+            );
         }
         Scheduler {
             config,
@@ -120,8 +170,10 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
             in_flight: BTreeMap::new(),
             peers: BTreeMap::new(),
             site_members,
+            rank_cache: None,
+            site_seen,
+            site_last_gain: Some(now),
             local,
-            started_at: now,
             offset,
         }
     }
@@ -152,22 +204,47 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
             excluded: false,
         });
         if let (true, Some(key)) = (same_site, wan_member) {
-            self.site_members.insert(peer, key);
+            if let std::collections::btree_map::Entry::Vacant(entry) = self.site_members.entry(peer)
+            {
+                entry.insert(Member {
+                    key,
+                    last_gain: None,
+                    gain_pending: true,
+                });
+                self.rank_cache = None;
+            }
         }
     }
 
     /// Forgets a peer; its requests in flight become wanted again.
     pub fn remove_peer(&mut self, peer: &P) {
         self.peers.remove(peer);
-        self.site_members.remove(peer);
+        if self.site_members.remove(peer).is_some() {
+            self.rank_cache = None;
+        }
         self.in_flight.retain(|_, flight| &flight.peer != peer);
     }
 
-    /// Records which chunks a peer holds.
+    /// Records which chunks a peer holds. A same-site member that holds a
+    /// chunk no one in the site held before has brought it over the WAN,
+    /// which counts as progress for the stall rule.
     pub fn set_have(&mut self, peer: &P, have: Vec<u8>) {
-        if let Some(state) = self.peers.get_mut(peer) {
-            state.have = have;
+        let Some(state) = self.peers.get_mut(peer) else {
+            return;
+        };
+        if state.same_site {
+            let mut new = false;
+            for (seen, byte) in self.site_seen.iter_mut().zip(&have) {
+                new |= byte & !*seen != 0;
+                *seen |= byte;
+            }
+            if new {
+                if let Some(member) = self.site_members.get_mut(peer) {
+                    member.gain_pending = true;
+                }
+            }
         }
+        state.have = have;
     }
 
     /// Peers that are known and not excluded.
@@ -190,6 +267,17 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
             if !*done {
                 *done = true;
                 self.remaining -= 1;
+            }
+        }
+        // A chunk new to the site, from a peer that is not of the site (or
+        // published locally), is this node's WAN progress.
+        let same_site = self.peers.get(peer).is_some_and(|state| state.same_site);
+        if index < self.chunks.len() && !bitmap::get(&self.site_seen, index) {
+            self.site_seen[index / 8] |= 1 << (index % 8);
+            if !same_site {
+                if let Some(member) = self.site_members.get_mut(&self.local) {
+                    member.gain_pending = true;
+                }
             }
         }
     }
@@ -235,32 +323,94 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
     pub fn expired(&self, now: f64) -> Vec<(P, usize)> {
         self.in_flight
             .iter()
-            .filter(|(_, flight)| now - flight.sent_at > self.config.request_timeout_secs)
+            .filter(|(_, flight)| {
+                let timeout = if flight.cross_site {
+                    self.config.wan_request_timeout_secs
+                } else {
+                    self.config.request_timeout_secs
+                };
+                now - flight.sent_at > timeout
+            })
             .map(|(index, flight)| (flight.peer.clone(), *index))
             .collect()
     }
 
-    /// Whether this node may fetch chunk `index` over the WAN at `now`.
-    fn may_fetch_cross_site(&self, index: usize, now: f64) -> bool {
+    /// Stamps pending progress with `now` and returns, per member in
+    /// rank-cache order, whether it is still expected to fetch its chunks.
+    fn active_members(&mut self, now: f64) -> Vec<u64> {
+        for member in self.site_members.values_mut() {
+            if member.gain_pending || member.last_gain.is_none() {
+                member.gain_pending = false;
+                member.last_gain = Some(now);
+            }
+        }
+        let latest = self
+            .site_members
+            .values()
+            .filter_map(|member| member.last_gain)
+            .fold(self.site_last_gain.unwrap_or(now), f64::max);
+        self.site_last_gain = Some(latest);
+        let site_idle = now - latest >= self.config.idle_takeover_secs;
+
+        self.fill_rank_cache();
+        let cache = self
+            .rank_cache
+            .as_ref()
+            .expect("fill_rank_cache leaves a cache");
+        let mut active = vec![0u64; cache.words];
+        for (position, peer) in cache.members.iter().enumerate() {
+            let last = self.site_members[peer].last_gain.unwrap_or(now);
+            let quiet = now - last >= self.config.stall_secs;
+            let behind = latest - last >= self.config.stall_secs;
+            let stalled = *peer != self.local && quiet && (behind || site_idle);
+            if !stalled {
+                active[position / 64] |= 1 << (position % 64);
+            }
+        }
+        active
+    }
+
+    /// Computes the rendezvous order of the current members unless it is
+    /// known since the last membership change.
+    fn fill_rank_cache(&mut self) {
+        if self.rank_cache.is_none() {
+            let members: Vec<P> = self.site_members.keys().cloned().collect();
+            let words = members.len().div_ceil(64).max(1);
+            let mut above = vec![0u64; self.chunks.len() * words];
+            let local_key = self.site_members.get(&self.local).map(|m| &m.key);
+            for (index, chunk) in self.chunks.iter().enumerate() {
+                let Some(local_key) = local_key else { break };
+                let score = |key: &[u8]| {
+                    let mut input = key.to_vec();
+                    input.extend_from_slice(&chunk.0);
+                    Hash::of(&input)
+                };
+                let local_score = score(local_key);
+                for (position, peer) in members.iter().enumerate() {
+                    if *peer != self.local && score(&self.site_members[peer].key) > local_score {
+                        above[index * words + position / 64] |= 1 << (position % 64);
+                    }
+                }
+            }
+            self.rank_cache = Some(RankCache {
+                members,
+                words,
+                above,
+            });
+        }
+    }
+
+    /// Whether this node may fetch chunk `index` over the WAN: every member
+    /// ranked above it has stalled.
+    fn may_fetch_cross_site(&self, index: usize, active: &[u64]) -> bool {
         if !self.config.wan {
             return false;
         }
-        let chunk = &self.chunks[index];
-        let mut ranking: Vec<(Hash, &P)> = self
-            .site_members
-            .iter()
-            .map(|(peer, key)| {
-                let mut input = key.clone();
-                input.extend_from_slice(&chunk.0);
-                (Hash::of(&input), peer)
-            })
-            .collect();
-        ranking.sort_by_key(|entry| std::cmp::Reverse(entry.0));
-        let rank = ranking
-            .iter()
-            .position(|(_, peer)| **peer == self.local)
-            .unwrap_or(0);
-        now - self.started_at >= rank as f64 * self.config.stall_secs
+        let Some(cache) = &self.rank_cache else {
+            return false;
+        };
+        let above = &cache.above[index * cache.words..(index + 1) * cache.words];
+        above.iter().zip(active).all(|(a, b)| a & b == 0)
     }
 
     /// Chooses requests to send now, filling each peer up to its limit.
@@ -272,37 +422,57 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
             return out;
         }
         let count = self.chunks.len();
+        let active = if self.config.wan {
+            self.active_members(now)
+        } else {
+            Vec::new()
+        };
+
+        // Wanted: neither held nor in flight. Availability is counted only
+        // for wanted chunks, which keeps the cost near the number of
+        // chunks peers can still give.
+        let mut wanted = bitmap::from_fn(count, |i| !self.done[i]);
+        for index in self.in_flight.keys() {
+            wanted[index / 8] &= !(1 << (index % 8));
+        }
         let mut availability = vec![0u32; count];
         for state in self.peers.values().filter(|s| !s.excluded) {
-            for (index, slot) in availability.iter_mut().enumerate() {
-                if bitmap::get(&state.have, index) {
-                    *slot += 1;
-                }
-            }
+            for_each_common_bit(&state.have, &wanted, |index| availability[index] += 1);
         }
+
         let mut order: Vec<P> = self.peers.keys().cloned().collect();
         order.sort_by_key(|peer| !self.peers[peer].same_site);
-        let mut claimed: BTreeSet<usize> = self.in_flight.keys().copied().collect();
+        let mut candidates: Vec<(u32, usize, usize)> = Vec::new();
         for peer in order {
             let state = &self.peers[&peer];
             if state.excluded {
                 continue;
             }
             let cross_site = !state.same_site;
-            let mut free = self
+            let free = self
                 .config
                 .requests_per_peer
                 .saturating_sub(state.in_flight);
-            while free > 0 {
-                let best = (0..count)
-                    .map(|i| (i + self.offset) % count)
-                    .filter(|&i| !self.done[i] && !claimed.contains(&i))
-                    .filter(|&i| bitmap::get(&state.have, i))
-                    .filter(|&i| !cross_site || self.may_fetch_cross_site(i, now))
-                    .min_by_key(|&i| availability[i]);
-                let Some(index) = best else { break };
-                claimed.insert(index);
-                free -= 1;
+            if free == 0 {
+                continue;
+            }
+
+            // Rarest first; ties go by the position in this node's rotated
+            // order, so peers start on different chunks.
+            candidates.clear();
+            for_each_common_bit(&state.have, &wanted, |index| {
+                if !cross_site || self.may_fetch_cross_site(index, &active) {
+                    let rotated = (index + count - self.offset) % count;
+                    candidates.push((availability[index], rotated, index));
+                }
+            });
+            if candidates.len() > free {
+                candidates.select_nth_unstable(free - 1);
+                candidates.truncate(free);
+            }
+            candidates.sort_unstable();
+            for &(_, _, index) in &candidates {
+                wanted[index / 8] &= !(1 << (index % 8));
                 out.push(Request {
                     peer: peer.clone(),
                     index,
@@ -316,6 +486,7 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
                 InFlight {
                     peer: request.peer.clone(),
                     sent_at: now,
+                    cross_site: request.cross_site,
                 },
             );
             if let Some(state) = self.peers.get_mut(&request.peer) {
@@ -323,6 +494,18 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
             }
         }
         out
+    }
+}
+
+/// Calls `f` with every index set in both bitmaps.
+fn for_each_common_bit(a: &[u8], b: &[u8], mut f: impl FnMut(usize)) {
+    for (byte_index, (x, y)) in a.iter().zip(b).enumerate() {
+        let mut bits = x & y;
+        while bits != 0 {
+            let bit = bits.trailing_zeros() as usize;
+            f(byte_index * 8 + bit);
+            bits &= bits - 1;
+        }
     }
 }
 
@@ -450,50 +633,95 @@ mod tests {
         assert!(cross.iter().all(|&c| c == 1), "{cross:?}");
     }
 
-    #[test]
-    fn next_member_takes_over_after_stall() {
-        let members: Vec<(u32, Vec<u8>)> = (0..2u32).map(|i| (i, vec![i as u8; 4])).collect();
-        let config = SchedulerConfig {
+    /// A scheduler for member `me` of a two-member site, with a remote
+    /// peer 99 holding all `n` chunks.
+    fn two_member_site(me: u32, n: usize, config: SchedulerConfig) -> Scheduler<u32> {
+        let key = |i: u32| vec![i as u8; 4];
+        let other = 1 - me;
+        let mut scheduler = Scheduler::new(me, key(me), chunks(n), &[], config, 0.0);
+        scheduler.add_peer(other, true, Some(key(other)));
+        scheduler.add_peer(99, false, None);
+        scheduler.set_have(&99, all(n));
+        scheduler
+    }
+
+    fn test_config() -> SchedulerConfig {
+        SchedulerConfig {
+            requests_per_peer: 64,
             stall_secs: 10.0,
+            idle_takeover_secs: 30.0,
             ..SchedulerConfig::default()
-        };
-        for (me, key) in &members {
-            let (other, other_key) = &members[1 - *me as usize];
-            let mut scheduler =
-                Scheduler::new(*me, key.clone(), chunks(16), &[], config.clone(), 0.0);
-            scheduler.add_peer(*other, true, Some(other_key.clone()));
-            scheduler.add_peer(99, false, None);
-            scheduler.set_have(&99, all(16));
-            // Before the stall deadline only chunks ranked first for this
-            // member cross the WAN.
-            let mut early = 0;
-            loop {
-                let requests = scheduler.next_requests(0.0);
-                if requests.is_empty() {
-                    break;
-                }
-                for request in requests {
-                    early += 1;
-                    scheduler.on_chunk(&request.peer, request.index);
-                }
-            }
-            assert!(
-                early < 16,
-                "member {me} took every chunk before the deadline"
-            );
-            assert!(!scheduler.is_complete());
-            // The other member stalled: this one takes over the rest.
-            loop {
-                let requests = scheduler.next_requests(10.0);
-                if requests.is_empty() {
-                    break;
-                }
-                for request in requests {
-                    scheduler.on_chunk(&request.peer, request.index);
-                }
-            }
-            assert!(scheduler.is_complete());
         }
+    }
+
+    #[test]
+    fn next_member_takes_over_when_behind() {
+        for me in 0..2u32 {
+            let mut scheduler = two_member_site(me, 16, test_config());
+
+            // Only chunks ranked first for this member cross the WAN.
+            let early = scheduler.next_requests(0.0);
+            assert!(!early.is_empty(), "member {me} fetched nothing");
+            assert!(early.len() < 16, "member {me} took every chunk");
+
+            // This member delivers its chunks at 12 s while the other one
+            // brought nothing since the start: it takes over the rest.
+            for request in &early {
+                scheduler.on_chunk(&request.peer, request.index);
+            }
+            let rest = scheduler.next_requests(12.0);
+            assert_eq!(rest.len(), 16 - early.len());
+            assert!(rest.iter().all(|r| r.cross_site));
+        }
+    }
+
+    #[test]
+    fn no_takeover_while_whole_site_waits() {
+        let mut scheduler = two_member_site(0, 16, test_config());
+        let early = scheduler.next_requests(0.0);
+        assert!(!early.is_empty());
+
+        // A slow shared link: no member brought anything yet, so the other
+        // member is not behind and keeps its chunks until the site idles.
+        assert!(scheduler.next_requests(29.0).is_empty());
+        let rest = scheduler.next_requests(30.0);
+        assert_eq!(rest.len(), 16 - early.len());
+    }
+
+    #[test]
+    fn member_progress_delays_takeover() {
+        let mut scheduler = two_member_site(0, 16, test_config());
+        let early = scheduler.next_requests(0.0);
+        for request in &early {
+            scheduler.on_chunk(&request.peer, request.index);
+        }
+
+        // The other member announces a chunk of its own at 11 s: it is not
+        // behind, so this member takes nothing over.
+        let theirs = (0..16)
+            .find(|i| !scheduler.is_done(*i))
+            .expect("a chunk left");
+        scheduler.set_have(&1, bitmap::from_fn(16, |i| i == theirs));
+        let requests = scheduler.next_requests(11.0);
+        assert!(requests.iter().all(|r| !r.cross_site), "{requests:?}");
+        assert_eq!(requests.len(), 1);
+    }
+
+    #[test]
+    fn departed_member_is_taken_over_at_once() {
+        let mut scheduler = two_member_site(0, 16, test_config());
+        let early = scheduler.next_requests(0.0);
+        scheduler.remove_peer(&1);
+        let rest = scheduler.next_requests(0.0);
+        assert_eq!(rest.len(), 16 - early.len());
+    }
+
+    #[test]
+    fn cross_site_requests_use_wan_timeout() {
+        let mut scheduler = two_member_site(0, 16, test_config());
+        let early = scheduler.next_requests(0.0);
+        assert!(scheduler.expired(61.0).is_empty());
+        assert_eq!(scheduler.expired(301.0).len(), early.len());
     }
 
     #[test]
