@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use jiff::Timestamp;
+use patchmesh_protocol::actions::{Approval, Halt, Resume, RollbackOrder};
+use patchmesh_protocol::bundle::BundleIndex;
+use patchmesh_protocol::enrollment::{Enrollment, Revocation};
 use patchmesh_protocol::{Body, Kind, Manifest, Policy, Root, Signed};
 use serde_json::{json, Value};
 
@@ -87,8 +90,13 @@ pub fn describe(signed: &Signed) -> Value {
         Kind::Root => body_fields::<Root>(signed),
         Kind::Manifest => body_fields::<Manifest>(signed),
         Kind::Policy => body_fields::<Policy>(signed),
-        // NOTE: kinds without a body type here are shown as payload hex.
-        _ => Ok(json!({ "payload_hex": hex::encode(&signed.payload) })),
+        Kind::Approval => body_fields::<Approval>(signed),
+        Kind::Halt => body_fields::<Halt>(signed),
+        Kind::Resume => body_fields::<Resume>(signed),
+        Kind::Rollback => body_fields::<RollbackOrder>(signed),
+        Kind::Enrollment => body_fields::<Enrollment>(signed),
+        Kind::Revocation => body_fields::<Revocation>(signed),
+        Kind::BundleIndex => body_fields::<BundleIndex>(signed),
     };
     match body {
         Ok(fields) => {
@@ -129,16 +137,32 @@ pub fn verify(signed: &Signed, trusted: Option<&Root>, now: Timestamp) -> Option
             .verify::<Policy>(root, now, "system")
             .map(|p| format!("policy \"{}\" version {} verified", p.id, p.version))
             .map_err(|e| e.to_string()),
-        // NOTE: kinds without a body type are checked on signatures only, not expiry.
-        (kind, Some(root)) => root
-            .check_threshold(kind.role(), signed)
-            .map(|()| format!("{kind} signatures meet the \"{}\" threshold", kind.role()))
-            .map_err(|e| e.to_string()),
+        (Kind::Approval, Some(root)) => verify_body::<Approval>(signed, root, now),
+        (Kind::Halt, Some(root)) => verify_body::<Halt>(signed, root, now),
+        (Kind::Resume, Some(root)) => verify_body::<Resume>(signed, root, now),
+        (Kind::Rollback, Some(root)) => verify_body::<RollbackOrder>(signed, root, now),
+        (Kind::Enrollment, Some(root)) => verify_body::<Enrollment>(signed, root, now),
+        (Kind::Revocation, Some(root)) => verify_body::<Revocation>(signed, root, now),
+        (Kind::BundleIndex, Some(root)) => verify_body::<BundleIndex>(signed, root, now),
     };
     Some(match result {
         Ok(detail) => Verification { ok: true, detail },
         Err(detail) => Verification { ok: false, detail },
     })
+}
+
+/// Verifies signatures and expiry of a body type without extra checks.
+fn verify_body<B: Body>(signed: &Signed, root: &Root, now: Timestamp) -> Result<String, String> {
+    let body: B = signed
+        .verify(root, now, "system")
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{} \"{}\" revision {} verified, expires {}",
+        B::KIND,
+        body.slot(),
+        body.revision(),
+        body.expires()
+    ))
 }
 
 fn verify_root(signed: &Signed, trusted: Option<&Root>, now: Timestamp) -> Result<String, String> {
@@ -221,6 +245,36 @@ mod tests {
         let signed = Signed::sign(&root_for(&key, 1), &[&other]);
         let result = verify(&signed, None, Timestamp::now()).expect("roots are checked");
         assert!(!result.ok);
+    }
+
+    #[test]
+    fn expired_halt_fails_verification() {
+        let key = SecretKey::generate();
+        let root = root_for(&key, 1);
+        let halt = Halt {
+            policy: "p".into(),
+            wave: None,
+            reason: "test".into(),
+            revision: 1,
+            issued: Timestamp::UNIX_EPOCH,
+            expires: "2030-01-01T00:00:00Z".parse().expect("valid"),
+        };
+        let signed = Signed::sign(&halt, &[&key]);
+        let before = verify(
+            &signed,
+            Some(&root),
+            "2029-01-01T00:00:00Z".parse().expect("valid"),
+        );
+        assert!(before.expect("checked").ok);
+        let after = verify(
+            &signed,
+            Some(&root),
+            "2031-01-01T00:00:00Z".parse().expect("valid"),
+        );
+        let after = after.expect("checked");
+        assert!(!after.ok);
+        assert!(after.detail.contains("expired"), "{}", after.detail);
+        assert_eq!(describe(&signed)["slot"], "p");
     }
 
     #[test]

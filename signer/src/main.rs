@@ -11,7 +11,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod actions;
+mod bundle;
 mod client;
+mod enroll;
 mod expiry;
 mod files;
 mod inspect;
@@ -22,6 +25,7 @@ mod patch;
 mod policy;
 mod preview;
 mod publish;
+mod reports;
 mod root;
 mod sign;
 mod status;
@@ -72,6 +76,22 @@ enum Command {
     Status(status::StatusArgs),
     /// Print any signed object as JSON and verify it.
     Inspect(inspect::InspectArgs),
+    /// Sign node enrollment certificates, or revoke one.
+    Enroll(enroll::EnrollArgs),
+    /// Sign an approval of a policy's patches.
+    Approve(actions::ApproveArgs),
+    /// Sign an order that halts a policy or one wave.
+    Halt(actions::HaltArgs),
+    /// Sign an order that resumes a halted policy or wave.
+    Resume(actions::ResumeArgs),
+    /// Sign an order that rolls a patch back.
+    Rollback(actions::RollbackArgs),
+    /// Create or inspect air-gap bundles.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
+    /// Hand node reports carried across an air gap to an observer.
+    #[command(subcommand)]
+    Reports(reports::ReportsCommand),
 }
 
 /// Settings every command shares.
@@ -98,6 +118,13 @@ fn main() -> ExitCode {
         Command::Publish(args) => publish::run(&context, args),
         Command::Status(args) => status::run(&context, args),
         Command::Inspect(args) => inspect::run(&context, args),
+        Command::Enroll(args) => enroll::run(&context, args),
+        Command::Approve(args) => actions::approve(&context, args),
+        Command::Halt(args) => actions::halt(&context, args),
+        Command::Resume(args) => actions::resume(&context, args),
+        Command::Rollback(args) => actions::rollback(&context, args),
+        Command::Bundle(command) => bundle::run(&context, command),
+        Command::Reports(command) => reports::run(&context, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
