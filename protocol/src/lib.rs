@@ -12,6 +12,7 @@ pub mod bundle;
 pub mod enrollment;
 pub mod envelope;
 pub mod hash;
+pub mod inventory;
 pub mod keys;
 pub mod limits;
 pub mod manifest;

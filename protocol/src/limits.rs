@@ -47,3 +47,15 @@ pub const MAX_PEER_RECORDS: usize = 256;
 /// Most signed reports in one reply to a node asking an observer. Replies
 /// must also fit [`MAX_CONTROL_FRAME_BYTES`]; reports are about 1 KiB each.
 pub const MAX_REPORTS_PER_REPLY: usize = 1024;
+
+/// Largest signed node inventory update, in bytes. Estimate: a package
+/// encodes to about 40 bytes, so 4000 packages take about 160 KiB and the
+/// limit leaves room for six times that.
+pub const MAX_INVENTORY_BYTES: usize = 1024 * 1024;
+
+/// Most packages one inventory may list, or one delta may change.
+pub const MAX_INVENTORY_PACKAGES: usize = 16 * 1024;
+
+/// Maximum length in bytes of an operating system field (`PRETTY_NAME`, kernel release) in an
+/// inventory.
+pub const MAX_INVENTORY_TEXT_LEN: usize = 256;

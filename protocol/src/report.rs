@@ -154,18 +154,57 @@ pub enum ReportError {
 
 const REPORT_TAG: &[u8] = b"patchmesh/v1/node_report\0";
 
+/// Error for a payload signed with a node key that does not verify.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NodeSignatureError {
+    /// The public key is not a protobuf-encoded libp2p key.
+    MalformedKey(String),
+    /// The signature does not verify. Contains the signer's peer id.
+    BadSignature(String),
+}
+
+/// Signs `tag` followed by `payload` with a node's libp2p keypair and
+/// returns the protobuf-encoded public key and the signature.
+pub(crate) fn sign_node_payload(
+    tag: &[u8],
+    payload: &[u8],
+    keypair: &Keypair,
+) -> (Vec<u8>, Vec<u8>) {
+    let mut message = tag.to_vec();
+    message.extend_from_slice(payload);
+    let signature = keypair
+        .sign(&message)
+        .expect("ed25519 signing does not fail");
+    (keypair.public().encode_protobuf(), signature)
+}
+
+/// Verifies a signature made by [`sign_node_payload`] and returns the
+/// signer's peer id in base58.
+pub(crate) fn verify_node_payload(
+    tag: &[u8],
+    payload: &[u8],
+    public_key: &[u8],
+    signature: &[u8],
+) -> Result<String, NodeSignatureError> {
+    let key = NodePublicKey::try_decode_protobuf(public_key)
+        .map_err(|e| NodeSignatureError::MalformedKey(e.to_string()))?;
+    let signer = PeerId::from_public_key(&key).to_base58();
+    let mut message = tag.to_vec();
+    message.extend_from_slice(payload);
+    if !key.verify(&message, signature) {
+        return Err(NodeSignatureError::BadSignature(signer));
+    }
+    Ok(signer)
+}
+
 impl SignedReport {
     /// Signs `report` with the node's libp2p keypair.
     pub fn sign(report: &NodeReport, keypair: &Keypair) -> Self {
         let payload = postcard::to_allocvec(report).expect("in-memory reports always encode");
-        let mut message = REPORT_TAG.to_vec();
-        message.extend_from_slice(&payload);
-        let signature = keypair
-            .sign(&message)
-            .expect("ed25519 signing does not fail");
+        let (public_key, signature) = sign_node_payload(REPORT_TAG, &payload, keypair);
         SignedReport {
             payload,
-            public_key: keypair.public().encode_protobuf(),
+            public_key,
             signature,
         }
     }
@@ -191,14 +230,14 @@ impl SignedReport {
 
     /// Verifies the signature and signer and returns the body.
     pub fn verify(&self) -> Result<NodeReport, ReportError> {
-        let key = NodePublicKey::try_decode_protobuf(&self.public_key)
-            .map_err(|e| ReportError::Malformed(format!("public key: {e}")))?;
-        let signer = PeerId::from_public_key(&key).to_base58();
-        let mut message = REPORT_TAG.to_vec();
-        message.extend_from_slice(&self.payload);
-        if !key.verify(&message, &self.signature) {
-            return Err(ReportError::BadSignature(signer));
-        }
+        let signer =
+            verify_node_payload(REPORT_TAG, &self.payload, &self.public_key, &self.signature)
+                .map_err(|e| match e {
+                    NodeSignatureError::MalformedKey(e) => {
+                        ReportError::Malformed(format!("public key: {e}"))
+                    }
+                    NodeSignatureError::BadSignature(signer) => ReportError::BadSignature(signer),
+                })?;
         let report: NodeReport = postcard::from_bytes(&self.payload)
             .map_err(|e| ReportError::Malformed(e.to_string()))?;
         if report.peer != signer {
