@@ -13,6 +13,8 @@ use patchmesh_protocol::{limits, Body, Hash, Kind, Manifest, Policy, Root, Signe
 
 use crate::store::{MetaError, MetaStore};
 
+mod check;
+
 /// Slot, revision and signing time of a verified body.
 fn header<B: Body>(body: &B) -> (String, u64, Timestamp) {
     (body.slot(), body.revision(), body.issued())
@@ -125,11 +127,16 @@ impl Trust {
         let high_water = meta
             .misc::<Timestamp>(HIGH_WATER_KEY)?
             .unwrap_or(Timestamp::UNIX_EPOCH);
-        Ok(Trust {
+        let mut trust = Trust {
             root,
             meta,
             high_water,
-        })
+        };
+        // A crash between storing a root and resetting slots can leave
+        // objects that the root no longer vouches for, so the reset runs
+        // again at every start.
+        trust.drop_untrusted_objects()?;
+        Ok(trust)
     }
 
     /// The newest trusted root.
@@ -276,6 +283,172 @@ impl Trust {
         self.raise_high_water(next.issued)?;
         tracing::info!(version = next.version, "trusted root rotated");
         self.root = next;
+        self.drop_untrusted_objects()?;
         Ok(admitted(Outcome::Stored))
+    }
+
+    /// Forgets every held object that no longer carries a threshold of
+    /// valid signatures under the trusted root, together with its slot.
+    ///
+    /// This is fast-forward recovery as in The Update Framework: a leaked
+    /// key may have pushed a slot to a huge revision, and once a new root
+    /// removes that key the slot accepts low revisions again. Objects that
+    /// still verify keep their slot, so their rollback protection stays.
+    fn drop_untrusted_objects(&mut self) -> Result<(), AdmitError> {
+        for (summary, signed) in self.meta.live_objects()? {
+            if self
+                .root
+                .check_threshold(summary.kind.role(), &signed)
+                .is_ok()
+            {
+                continue;
+            }
+            self.meta.remove_slot(summary.kind, &summary.slot)?;
+            tracing::warn!(kind = %summary.kind, slot = %summary.slot, revision = summary.revision, root_version = self.root.version, "held object no longer verifies under the trusted root; slot reset");
+        }
+        self.meta.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use jiff::SignedDuration;
+    use patchmesh_protocol::{Role, RoleKeys, SecretKey};
+
+    use super::*;
+
+    fn now() -> Timestamp {
+        Timestamp::now()
+    }
+
+    /// A root of `version` listing `keys` in every role with threshold 1.
+    fn root(version: u64, keys: &[&SecretKey]) -> Root {
+        let ids: Vec<_> = keys.iter().map(|k| k.id()).collect();
+        Root {
+            fleet: "test".into(),
+            version,
+            issued: now() - SignedDuration::from_hours(1),
+            expires: now() + SignedDuration::from_hours(24),
+            keys: keys.iter().map(|k| (k.id(), k.public())).collect(),
+            roles: Role::ALL
+                .iter()
+                .map(|role| {
+                    let rule = RoleKeys {
+                        keys: ids.clone(),
+                        threshold: 1,
+                    };
+                    (*role, rule)
+                })
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    fn policy(version: u64, key: &SecretKey) -> Signed {
+        let text = format!(
+            "id = \"p\"\nversion = {version}\nexpires = \"{}\"\n[content]\npatches = [\"demo@1.0\"]\n",
+            now() + SignedDuration::from_hours(24)
+        );
+        let mut body = Policy::from_toml(&text).expect("test policy parses");
+        body.issued = now() - SignedDuration::from_mins(1);
+        Signed::sign(&body, &[key])
+    }
+
+    fn trust_with(pinned: &Signed) -> (tempfile::TempDir, Trust) {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let meta = MetaStore::open(&dir.path().join("meta.sled")).expect("opens");
+        let trust = Trust::load(pinned, meta).expect("pinned root loads");
+        (dir, trust)
+    }
+
+    #[test]
+    fn huge_revision_blocks_lower_ones_without_rotation() {
+        let admin = SecretKey::generate();
+        let pinned = Signed::sign(&root(1, &[&admin]), &[&admin]);
+        let (_dir, mut trust) = trust_with(&pinned);
+
+        trust
+            .admit(&policy(1 << 62, &admin), now(), "test clock")
+            .expect("first policy is stored");
+        let err = trust
+            .admit(&policy(2, &admin), now(), "test clock")
+            .unwrap_err();
+        assert!(matches!(err, AdmitError::Rollback { .. }), "{err}");
+    }
+
+    #[test]
+    fn rotating_leaked_key_accepts_low_revisions_again() {
+        let leaked = SecretKey::generate();
+        let fresh = SecretKey::generate();
+        let pinned = Signed::sign(&root(1, &[&leaked]), &[&leaked]);
+        let (_dir, mut trust) = trust_with(&pinned);
+        trust
+            .admit(&policy(1 << 62, &leaked), now(), "test clock")
+            .expect("policy signed with the leaked key is stored");
+
+        // Root 2 drops the leaked key: signed by it (old root) and the new key.
+        let rotated = Signed::sign(&root(2, &[&fresh]), &[&leaked, &fresh]);
+        trust
+            .admit(&rotated, now(), "test clock")
+            .expect("rotation is accepted");
+        assert_eq!(trust.meta.slot(Kind::Policy, "p").unwrap(), None);
+
+        let admitted = trust
+            .admit(&policy(2, &fresh), now(), "test clock")
+            .expect("a low revision signed with the new key is accepted");
+        assert_eq!(admitted.outcome, Outcome::Stored);
+        let err = trust
+            .admit(&policy(1 << 62, &leaked), now(), "test clock")
+            .unwrap_err();
+        assert!(matches!(err, AdmitError::Verify(_)), "{err}");
+    }
+
+    #[test]
+    fn rotation_keeps_objects_that_still_verify() {
+        let kept = SecretKey::generate();
+        let removed = SecretKey::generate();
+        let pinned = Signed::sign(&root(1, &[&kept, &removed]), &[&kept]);
+        let (_dir, mut trust) = trust_with(&pinned);
+        trust
+            .admit(&policy(5, &kept), now(), "test clock")
+            .expect("policy is stored");
+
+        let rotated = Signed::sign(&root(2, &[&kept]), &[&kept]);
+        trust
+            .admit(&rotated, now(), "test clock")
+            .expect("rotation is accepted");
+
+        let held = trust.meta.slot(Kind::Policy, "p").unwrap();
+        assert_eq!(held.map(|entry| entry.revision), Some(5));
+        let err = trust
+            .admit(&policy(4, &kept), now(), "test clock")
+            .unwrap_err();
+        assert!(matches!(err, AdmitError::Rollback { .. }), "{err}");
+    }
+
+    #[test]
+    fn restart_finishes_an_interrupted_reset() {
+        let leaked = SecretKey::generate();
+        let fresh = SecretKey::generate();
+        let pinned = Signed::sign(&root(1, &[&leaked]), &[&leaked]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.sled");
+        {
+            let meta = MetaStore::open(&path).unwrap();
+            let mut trust = Trust::load(&pinned, meta.clone()).unwrap();
+            trust
+                .admit(&policy(1 << 62, &leaked), now(), "test clock")
+                .unwrap();
+            // The root is stored, then the node dies before the reset.
+            let rotated = Signed::sign(&root(2, &[&fresh]), &[&leaked, &fresh]);
+            meta.put_root(2, &rotated).unwrap();
+            meta.flush().unwrap();
+        }
+        let meta = MetaStore::open(&path).unwrap();
+        let trust = Trust::load(&pinned, meta).unwrap();
+        assert_eq!(trust.root().version, 2);
+        assert_eq!(trust.meta.slot(Kind::Policy, "p").unwrap(), None);
     }
 }

@@ -147,6 +147,26 @@ impl MetaStore {
         }
     }
 
+    /// Forgets a slot and the object it points to, in one transaction, so
+    /// the next object of that slot is accepted at any revision.
+    pub fn remove_slot(&self, kind: Kind, slot: &str) -> Result<(), MetaError> {
+        let key = slot_key(kind, slot);
+        let result: Result<(), TransactionError<()>> =
+            (&self.objects, &self.slots).transaction(|(objects, slots)| {
+                if let Some(old) = slots.remove(key.as_slice())? {
+                    if let Ok(old) = postcard::from_bytes::<SlotEntry>(&old) {
+                        objects.remove(&old.id.0)?;
+                    }
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+            Err(TransactionError::Abort(())) => unreachable!("the transaction never aborts"),
+        }
+    }
+
     /// Every live object: the newest revision of each slot.
     pub fn live_objects(&self) -> Result<Vec<(ObjectSummary, Signed)>, MetaError> {
         let mut out = Vec::new();
