@@ -1,1 +1,42 @@
-fn main() {}
+//! `patchmesh-sim`: runs patchmesh on one machine.
+//!
+//! `demo` starts real `patchmesh-node` processes on loopback and delivers one
+//! signed patch to all of them.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod demo;
+
+#[derive(Parser)]
+#[command(
+    name = "patchmesh-sim",
+    version,
+    about = "patchmesh demo on loopback and fleet simulator"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start real nodes on loopback, publish one patch and watch it install.
+    Demo(demo::DemoArgs),
+    // The modelled fleet simulator (`run`) goes here.
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
