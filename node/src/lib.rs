@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod fetch;
 pub mod install;
+pub mod inventory;
 pub mod net;
 pub mod rollout;
 pub mod store;
