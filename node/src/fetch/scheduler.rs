@@ -44,6 +44,15 @@ pub struct SchedulerConfig {
     pub idle_takeover_secs: f64,
     /// Whether this node may fetch from other sites at all.
     pub wan: bool,
+    /// Throughput floor in bytes per second below which a peer counts as
+    /// slow and is dropped from the download (slow retrieval).
+    pub min_peer_bytes_per_sec: f64,
+    /// Seconds a peer may deliver nothing before the throughput floor
+    /// applies, covering connection setup and round trips.
+    pub slow_grace_secs: f64,
+    /// Chunk size of the download in bytes, to turn requests in flight
+    /// into the bytes a peer owes.
+    pub chunk_bytes: u64,
 }
 
 impl Default for SchedulerConfig {
@@ -55,6 +64,12 @@ impl Default for SchedulerConfig {
             stall_secs: 20.0,
             idle_takeover_secs: 120.0,
             wan: true,
+            // 32 KiB/s is an eighth of a 2 Mbit/s link, so an honest peer
+            // behind one is never dropped, even with every request it has
+            // in flight sharing the link.
+            min_peer_bytes_per_sec: 32.0 * 1024.0,
+            slow_grace_secs: 15.0,
+            chunk_bytes: 1024 * 1024,
         }
     }
 }
@@ -75,8 +90,15 @@ struct PeerState {
     same_site: bool,
     have: Vec<u8>,
     in_flight: usize,
-    /// Set after a bad chunk: never asked again in this download.
+    /// Set after a bad chunk or when too slow: never asked again in this
+    /// download.
     excluded: bool,
+    /// Start of the current wait for a chunk: the first request sent after
+    /// the peer was idle, or its last delivery. Failed requests keep it, so
+    /// a peer whose requests keep timing out stays judged as slow.
+    waiting_since: Option<f64>,
+    /// The peer answered since the last `next_requests`.
+    progress_pending: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -202,6 +224,8 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
             have: Vec::new(),
             in_flight: 0,
             excluded: false,
+            waiting_since: None,
+            progress_pending: false,
         });
         if let (true, Some(key)) = (same_site, wan_member) {
             if let std::collections::btree_map::Entry::Vacant(entry) = self.site_members.entry(peer)
@@ -263,6 +287,7 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
     /// Handles a chunk that arrived and verified.
     pub fn on_chunk(&mut self, peer: &P, index: usize) {
         self.finish_flight(peer, index);
+        self.mark_progress(peer);
         if let Some(done) = self.done.get_mut(index) {
             if !*done {
                 *done = true;
@@ -293,6 +318,7 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
     /// Handles a peer answering that it lacks a chunk it announced.
     pub fn on_missing(&mut self, peer: &P, index: usize) {
         self.finish_flight(peer, index);
+        self.mark_progress(peer);
         if let Some(state) = self.peers.get_mut(peer) {
             if let Some(byte) = state.have.get_mut(index / 8) {
                 *byte &= !(1 << (index % 8));
@@ -316,6 +342,62 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
         }
         if let Some(state) = self.peers.get_mut(peer) {
             state.in_flight = state.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// Notes that a peer answered; the next call of `next_requests`
+    /// restarts its wait at its `now`.
+    fn mark_progress(&mut self, peer: &P) {
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.progress_pending = true;
+        }
+    }
+
+    /// Whether `state` has owed its requests for longer than the floor
+    /// allows: the grace time plus the time its outstanding bytes take at
+    /// `min_peer_bytes_per_sec`.
+    fn is_slow(&self, state: &PeerState, now: f64) -> bool {
+        let Some(since) = state.waiting_since else {
+            return false;
+        };
+        if state.progress_pending {
+            return false;
+        }
+        let owed = state.in_flight.max(1) as f64 * self.config.chunk_bytes as f64;
+        let allowed = self.config.slow_grace_secs + owed / self.config.min_peer_bytes_per_sec;
+        !state.excluded && now - since > allowed
+    }
+
+    /// Peers that stayed below the throughput floor by `now`; the caller
+    /// drops each with [`Scheduler::on_slow`]. Empty while no other peer
+    /// is left to fetch from, so a download never ends up with no peer.
+    pub fn slow_peers(&self, now: f64) -> Vec<P> {
+        let slow: Vec<P> = self
+            .peers
+            .iter()
+            .filter(|(_, state)| self.is_slow(state, now))
+            .map(|(peer, _)| peer.clone())
+            .collect();
+        let others = self
+            .peers
+            .iter()
+            .any(|(peer, state)| !state.excluded && !slow.contains(peer));
+        if others {
+            slow
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Drops a slow peer from this download: its requests in flight become
+    /// wanted again and it is not asked again.
+    pub fn on_slow(&mut self, peer: &P) {
+        self.in_flight.retain(|_, flight| &flight.peer != peer);
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.excluded = true;
+            state.in_flight = 0;
+            state.waiting_since = None;
+            state.progress_pending = false;
         }
     }
 
@@ -417,6 +499,11 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
     /// Same-site peers are served first; among chunks a peer holds, the one
     /// held by the fewest peers goes first (rarest first).
     pub fn next_requests(&mut self, now: f64) -> Vec<Request<P>> {
+        for state in self.peers.values_mut() {
+            if std::mem::take(&mut state.progress_pending) {
+                state.waiting_since = (state.in_flight > 0).then_some(now);
+            }
+        }
         let mut out = Vec::new();
         if self.remaining == 0 {
             return out;
@@ -491,6 +578,7 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
             );
             if let Some(state) = self.peers.get_mut(&request.peer) {
                 state.in_flight += 1;
+                state.waiting_since.get_or_insert(now);
             }
         }
         out
@@ -512,6 +600,139 @@ fn for_each_common_bit(a: &[u8], b: &[u8], mut f: impl FnMut(usize)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Steps an honest peer behind a 2 Mbit/s link through a download of
+    /// 1 MiB chunks, 8 in flight sharing the link, so all 8 arrive together
+    /// after about 34 s: it must never count as slow.
+    #[test]
+    fn honest_two_megabit_peer_is_not_dropped() {
+        let mut scheduler = Scheduler::new(
+            0u32,
+            vec![0],
+            chunks(32),
+            &[],
+            SchedulerConfig::default(),
+            0.0,
+        );
+        scheduler.add_peer(1, true, None);
+        scheduler.add_peer(2, true, None);
+        scheduler.set_have(&1, all(32));
+        let link_bytes_per_sec = 2_000_000.0 / 8.0;
+        let batch_secs = 8.0 * 1024.0 * 1024.0 / link_bytes_per_sec;
+        let mut now = 0.0;
+        let mut batch = scheduler.next_requests(now);
+        while !batch.is_empty() {
+            for step in 1..=10 {
+                let during = now + batch_secs * f64::from(step) / 10.0;
+                assert!(
+                    scheduler.slow_peers(during).is_empty(),
+                    "dropped at {during} s"
+                );
+            }
+            now += batch_secs;
+            for request in &batch {
+                scheduler.on_chunk(&request.peer, request.index);
+            }
+            batch = scheduler.next_requests(now);
+        }
+        assert!(scheduler.is_complete());
+    }
+
+    #[test]
+    fn silent_peer_is_dropped_and_its_chunks_requeued() {
+        let config = SchedulerConfig {
+            requests_per_peer: 2,
+            chunk_bytes: 64 * 1024,
+            ..SchedulerConfig::default()
+        };
+        let mut scheduler = Scheduler::new(0u32, vec![0], chunks(4), &[], config, 0.0);
+        scheduler.add_peer(1, true, None);
+        scheduler.add_peer(2, true, None);
+        scheduler.set_have(&1, all(4));
+        let first = scheduler.next_requests(0.0);
+        assert!(first.iter().all(|r| r.peer == 1));
+
+        // Allowed: 15 s grace plus 128 KiB owed at 32 KiB/s.
+        assert!(scheduler.slow_peers(18.0).is_empty());
+        assert_eq!(scheduler.slow_peers(20.0), vec![1]);
+        scheduler.on_slow(&1);
+        assert!(scheduler.is_excluded(&1));
+
+        scheduler.set_have(&2, all(4));
+        let second = scheduler.next_requests(20.0);
+        assert_eq!(second.len(), 2);
+        assert!(second.iter().all(|r| r.peer == 2));
+    }
+
+    #[test]
+    fn timeouts_do_not_restart_the_wait() {
+        let config = SchedulerConfig {
+            requests_per_peer: 1,
+            request_timeout_secs: 5.0,
+            chunk_bytes: 64 * 1024,
+            ..SchedulerConfig::default()
+        };
+        let mut scheduler = Scheduler::new(0u32, vec![0], chunks(1), &[], config, 0.0);
+        scheduler.add_peer(1, true, None);
+        scheduler.add_peer(2, true, None);
+        scheduler.set_have(&1, all(1));
+        let mut now = 0.0;
+        scheduler.next_requests(now);
+        while scheduler.slow_peers(now).is_empty() {
+            now += 1.0;
+            for (peer, index) in scheduler.expired(now) {
+                scheduler.on_failed(&peer, index);
+            }
+            scheduler.next_requests(now);
+            assert!(
+                now < 30.0,
+                "a peer that only times out was never judged slow"
+            );
+        }
+        assert_eq!(scheduler.slow_peers(now), vec![1]);
+    }
+
+    #[test]
+    fn only_peer_is_kept_even_when_slow() {
+        let mut scheduler = Scheduler::new(
+            0u32,
+            vec![0],
+            chunks(2),
+            &[],
+            SchedulerConfig::default(),
+            0.0,
+        );
+        scheduler.add_peer(1, true, None);
+        scheduler.set_have(&1, all(2));
+        scheduler.next_requests(0.0);
+        assert!(scheduler.slow_peers(10_000.0).is_empty());
+    }
+
+    #[test]
+    fn answering_peer_restarts_its_wait() {
+        let config = SchedulerConfig {
+            requests_per_peer: 1,
+            chunk_bytes: 64 * 1024,
+            ..SchedulerConfig::default()
+        };
+        let mut scheduler = Scheduler::new(0u32, vec![0], chunks(3), &[], config, 0.0);
+        scheduler.add_peer(1, true, None);
+        scheduler.add_peer(2, true, None);
+        scheduler.set_have(&1, all(3));
+        let mut now = 0.0;
+        let mut batch = scheduler.next_requests(now);
+        while !batch.is_empty() {
+            // Each chunk takes 16 s: slow for one chunk, but under the
+            // 17 s allowed for one 64 KiB chunk.
+            now += 16.0;
+            assert!(scheduler.slow_peers(now).is_empty(), "dropped at {now} s");
+            for request in &batch {
+                scheduler.on_chunk(&request.peer, request.index);
+            }
+            batch = scheduler.next_requests(now);
+        }
+        assert!(scheduler.is_complete());
+    }
 
     fn chunks(n: usize) -> Vec<Hash> {
         (0..n).map(|i| Hash::of(&i.to_le_bytes())).collect()
