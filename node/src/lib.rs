@@ -7,9 +7,11 @@
 //! ([`net`]); [`control`] is the local HTTP API the signer talks to.
 
 pub mod agent;
+pub mod bundle;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod deb;
 pub mod fetch;
 pub mod install;
 pub mod inventory;

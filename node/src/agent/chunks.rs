@@ -113,6 +113,7 @@ impl Agent {
             requests_per_peer: self.config.transfer.requests_per_peer,
             request_timeout_secs: self.config.transfer.request_timeout_secs as f64,
             wan: self.config.wan,
+            chunk_bytes: u64::from(manifest.chunk_size),
             ..SchedulerConfig::default()
         };
         let mut scheduler = Scheduler::new(
@@ -190,6 +191,11 @@ impl Agent {
         for (peer, index) in download.scheduler.expired(now) {
             tracing::warn!(peer = %peer, chunk = index, "chunk request timed out");
             download.scheduler.on_failed(&peer, index);
+        }
+        for peer in download.scheduler.slow_peers(now) {
+            let patch = download.manifest.patch_ref();
+            tracing::warn!(peer = %peer, patch = %patch, "peer below the throughput floor; dropped from this download");
+            download.scheduler.on_slow(&peer);
         }
     }
 

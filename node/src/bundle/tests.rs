@@ -1,0 +1,241 @@
+use std::collections::BTreeMap;
+
+use patchmesh_protocol::bundle::{BundleWriter, ChunkEntry, ObjectEntry};
+use patchmesh_protocol::{Policy, Role, RoleKeys, SecretKey};
+
+use super::*;
+use crate::store::MetaStore;
+
+fn ts(text: &str) -> Timestamp {
+    text.parse().expect("valid time")
+}
+
+const NOW: &str = "2027-02-10T00:00:00Z";
+
+fn root(fleet: &str, key: &SecretKey) -> Signed {
+    let mut body = Root {
+        fleet: fleet.into(),
+        version: 1,
+        issued: ts("2027-01-01T00:00:00Z"),
+        expires: ts("2030-01-01T00:00:00Z"),
+        keys: BTreeMap::new(),
+        roles: BTreeMap::new(),
+    };
+    body.keys.insert(key.id(), key.public());
+    for role in Role::ALL {
+        body.roles.insert(
+            role,
+            RoleKeys {
+                keys: vec![key.id()],
+                threshold: 1,
+            },
+        );
+    }
+    Signed::sign(&body, &[key])
+}
+
+fn policy(version: u64, key: &SecretKey) -> Signed {
+    let text = format!(
+        "id = \"all-asap\"\nversion = {version}\nexpires = \"2029-01-01T00:00:00Z\"\n\
+         [content]\npatches = [\"demo@1.0\"]\n"
+    );
+    let mut body = Policy::from_toml(&text).expect("valid policy");
+    body.issued = ts("2027-02-01T00:00:00Z");
+    Signed::sign(&body, &[key])
+}
+
+/// Writes a bundle of `root`, `objects` and `chunks`, signed by `key` for
+/// `fleet`, and returns its bytes.
+fn bundle(
+    fleet: &str,
+    root: &Signed,
+    objects: &[Signed],
+    chunks: &[Vec<u8>],
+    key: &SecretKey,
+) -> Vec<u8> {
+    let body = BundleIndex {
+        fleet: fleet.into(),
+        revision: 1,
+        issued: ts("2027-02-09T00:00:00Z"),
+        expires: ts("2027-03-01T00:00:00Z"),
+        since: None,
+        roots: vec![ObjectEntry::of(root)],
+        objects: objects.iter().map(ObjectEntry::of).collect(),
+        chunks: chunks
+            .iter()
+            .map(|c| ChunkEntry {
+                hash: Hash::of(c),
+                size: c.len() as u32,
+            })
+            .collect(),
+    };
+    let index = Signed::sign(&body, &[key]);
+    let mut writer =
+        BundleWriter::new(Vec::new(), std::slice::from_ref(root), &index).expect("header");
+    for object in objects {
+        writer.write_object(object).expect("object");
+    }
+    for chunk in chunks {
+        writer.write_chunk(chunk).expect("chunk");
+    }
+    writer.finish().expect("finish").0
+}
+
+/// A node's stores in a tempdir, trusting `pinned`.
+struct Node {
+    dir: tempfile::TempDir,
+    trust: Trust,
+    chunks: ChunkStore,
+}
+
+fn node(pinned: &Signed) -> Node {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = MetaStore::open(&dir.path().join("meta")).expect("meta");
+    let trust = Trust::load(pinned, meta).expect("trust");
+    let chunks = ChunkStore::open(dir.path(), 0).expect("chunks");
+    Node { dir, trust, chunks }
+}
+
+impl Node {
+    fn import(&mut self, bytes: &[u8]) -> Result<ImportSummary, ImportError> {
+        let path = self.dir.path().join("in.pmb");
+        fs::write(&path, bytes).expect("write bundle");
+        let staging = self.dir.path().join("staging");
+        import(
+            &path,
+            &mut self.trust,
+            &self.chunks,
+            &staging,
+            ts(NOW),
+            "test",
+        )
+    }
+
+    fn stored_objects(&self, key: &SecretKey) -> bool {
+        let probe = policy(1, key);
+        matches!(
+            self.trust.check(&probe, ts(NOW), "test"),
+            Ok(admitted) if admitted.outcome == Outcome::Duplicate
+        )
+    }
+}
+
+#[test]
+fn import_stores_objects_and_chunks() {
+    let key = SecretKey::generate();
+    let pinned = root("ships", &key);
+    let chunk = vec![7u8; 1000];
+    let bytes = bundle(
+        "ships",
+        &pinned,
+        &[policy(1, &key)],
+        std::slice::from_ref(&chunk),
+        &key,
+    );
+    let mut node = node(&pinned);
+
+    let summary = node.import(&bytes).expect("imports");
+    assert_eq!(summary.objects_stored, 1);
+    assert_eq!(summary.chunks_stored, 1);
+    assert_eq!(summary.signed_at, ts("2027-02-09T00:00:00Z"));
+    assert!(node.stored_objects(&key));
+    assert_eq!(
+        node.chunks.get(&Hash::of(&chunk)).expect("read"),
+        Some(chunk)
+    );
+
+    // A second import finds everything held.
+    let again = node.import(&bytes).expect("imports again");
+    assert_eq!(again.objects_held, 1);
+    assert_eq!(again.chunks_held, 1);
+}
+
+#[test]
+fn truncated_bundle_stores_nothing() {
+    let key = SecretKey::generate();
+    let pinned = root("ships", &key);
+    let chunk = vec![7u8; 1000];
+    let bytes = bundle(
+        "ships",
+        &pinned,
+        &[policy(1, &key)],
+        std::slice::from_ref(&chunk),
+        &key,
+    );
+    let mut node = node(&pinned);
+
+    let cut = bytes.len() - 10;
+    let err = node
+        .import(&bytes[..cut])
+        .expect_err("truncated bundle imported");
+    assert!(
+        err.to_string()
+            .contains(&format!("truncated at byte {cut}")),
+        "{err}"
+    );
+    assert!(!node.stored_objects(&key));
+    assert!(!node.chunks.contains(&Hash::of(&chunk)));
+    let staged = fs::read_dir(node.dir.path().join("staging"))
+        .expect("staging")
+        .count();
+    assert_eq!(staged, 0);
+}
+
+#[test]
+fn other_fleet_is_rejected() {
+    let key = SecretKey::generate();
+    let pinned = root("ships", &key);
+    let bytes = bundle("plants", &pinned, &[policy(1, &key)], &[], &key);
+    let mut node = node(&pinned);
+    let err = node.import(&bytes).expect_err("other fleet imported");
+    assert!(matches!(err, ImportError::OtherFleet { .. }), "{err}");
+}
+
+#[test]
+fn unknown_key_is_rejected() {
+    let key = SecretKey::generate();
+    let stranger = SecretKey::generate();
+    let pinned = root("ships", &key);
+    let bytes = bundle("ships", &pinned, &[policy(1, &stranger)], &[], &key);
+    let mut node = node(&pinned);
+    let err = node.import(&bytes).expect_err("unknown key accepted");
+    assert!(matches!(err, ImportError::Object { .. }), "{err}");
+    assert!(!node.stored_objects(&key));
+}
+
+#[test]
+fn older_revision_is_rejected_as_rollback() {
+    let key = SecretKey::generate();
+    let pinned = root("ships", &key);
+    let mut node = node(&pinned);
+    node.import(&bundle("ships", &pinned, &[policy(2, &key)], &[], &key))
+        .expect("newer imports");
+    let err = node
+        .import(&bundle("ships", &pinned, &[policy(1, &key)], &[], &key))
+        .expect_err("older revision imported");
+    assert!(err.to_string().contains("rollback"), "{err}");
+}
+
+#[test]
+fn flipped_chunk_byte_stores_nothing() {
+    let key = SecretKey::generate();
+    let pinned = root("ships", &key);
+    let chunk = vec![7u8; 1000];
+    let mut bytes = bundle(
+        "ships",
+        &pinned,
+        &[policy(1, &key)],
+        std::slice::from_ref(&chunk),
+        &key,
+    );
+    let position = bytes.len() - 100;
+    bytes[position] ^= 1;
+    let mut node = node(&pinned);
+    let err = node.import(&bytes).expect_err("damaged chunk imported");
+    assert!(
+        err.to_string().contains("does not match the index"),
+        "{err}"
+    );
+    assert!(!node.stored_objects(&key));
+    assert!(!node.chunks.contains(&Hash::of(&chunk)));
+}
