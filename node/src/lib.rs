@@ -11,7 +11,6 @@ pub mod bundle;
 pub mod clock;
 pub mod config;
 pub mod control;
-pub mod deb;
 pub mod fetch;
 pub mod install;
 pub mod inventory;
