@@ -11,6 +11,7 @@ pub mod bundle;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod deb;
 pub mod fetch;
 pub mod install;
 pub mod inventory;
