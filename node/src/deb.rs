@@ -21,11 +21,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 
+use crate::install::tail;
 use crate::inventory::dpkg::read_status;
 use crate::inventory::CollectError;
-
-/// Most bytes of dpkg output kept in a record.
-const OUTPUT_TAIL_BYTES: usize = 4096;
 
 /// The `[deb]` table of the node config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -218,14 +216,6 @@ fn search_path() -> String {
         }
     }
     path
-}
-
-fn tail(text: &str) -> String {
-    let start = text.len().saturating_sub(OUTPUT_TAIL_BYTES);
-    let start = (start..=text.len())
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(text.len());
-    text[start..].trim().to_string()
 }
 
 /// Reads package name, version and architecture from a `.deb` with

@@ -105,7 +105,8 @@ pub async fn run_command(
     })
 }
 
-fn tail(text: &str) -> String {
+/// Returns the last [`OUTPUT_TAIL_BYTES`] of `text`, cut at a character boundary.
+pub(crate) fn tail(text: &str) -> String {
     let start = text.len().saturating_sub(OUTPUT_TAIL_BYTES);
     let start = (start..=text.len())
         .find(|&i| text.is_char_boundary(i))
