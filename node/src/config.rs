@@ -71,6 +71,15 @@ pub struct TransferConfig {
     pub request_timeout_secs: u64,
     /// Disk quota of the chunk store in bytes; 0 means no quota.
     pub chunk_quota_bytes: u64,
+    /// Whether chunks are taken from same-site peers. Off only to measure
+    /// the naive baseline where every node pulls everything over the WAN.
+    pub lan_sharing: bool,
+    /// Cap on chunk bytes per second taken from other sites; 0 means none.
+    /// Same-site transfers are never capped.
+    pub wan_bytes_per_sec: u64,
+    /// UTC time ranges (`HH:MM-HH:MM`, may cross midnight) when fetching
+    /// from other sites is allowed; empty means always.
+    pub wan_windows: Vec<String>,
 }
 
 impl Default for TransferConfig {
@@ -79,6 +88,9 @@ impl Default for TransferConfig {
             requests_per_peer: 8,
             request_timeout_secs: 60,
             chunk_quota_bytes: 0,
+            lan_sharing: true,
+            wan_bytes_per_sec: 0,
+            wan_windows: Vec::new(),
         }
     }
 }

@@ -13,6 +13,8 @@ use patchmesh_protocol::{limits, Body, Hash, Kind, Manifest, Policy, Root, Signe
 
 use crate::store::{MetaError, MetaStore};
 
+mod check;
+
 /// Slot, revision and signing time of a verified body.
 fn header<B: Body>(body: &B) -> (String, u64, Timestamp) {
     (body.slot(), body.revision(), body.issued())

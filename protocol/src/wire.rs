@@ -98,6 +98,15 @@ pub enum SyncResponse {
     /// Bitmap of held chunks, bit `i` of byte `i / 8` (LSB first) for chunk
     /// `i`; empty when the payload is unknown.
     Have(Vec<u8>),
+    /// Like [`SyncResponse::Have`], plus whether the responder has chunk
+    /// requests to other sites in flight, so its site peers can tell a
+    /// member busy on a slow WAN link from one that stalled.
+    Holding {
+        /// Bitmap of held chunks, as in [`SyncResponse::Have`].
+        have: Vec<u8>,
+        /// Whether requests to other sites are in flight.
+        fetching: bool,
+    },
     /// The report was stored.
     ReportAccepted,
     /// Peers the responder is connected to, at most

@@ -13,8 +13,12 @@ use super::{failure_text, Agent, ChunkEvent, SyncPurpose, Work};
 use crate::fetch::{Scheduler, SchedulerConfig};
 use crate::net::codec::ChunkReply;
 
-/// How often a downloading node asks its peers which chunks they hold.
+/// How often a downloading node asks same-site peers which chunks they hold.
 const HAVE_POLL: Duration = Duration::from_millis(500);
+
+/// Peers of other sites are asked only every this many polls: their answers
+/// change slowly and every question crosses the WAN.
+const CROSS_SITE_POLL_EVERY: u32 = 6;
 
 /// One payload being fetched.
 pub(super) struct Download {
@@ -22,6 +26,7 @@ pub(super) struct Download {
     pub scheduler: Scheduler<PeerId>,
     pub have_pending: HashSet<PeerId>,
     pub last_have_poll: Option<Instant>,
+    pub polls: u32,
     pub bytes_same_site: u64,
     pub bytes_cross_site: u64,
 }
@@ -127,6 +132,9 @@ impl Agent {
         for (peer, entry) in &self.peers {
             if let Some(hello) = &entry.hello {
                 let same_site = hello.site == self.config.site;
+                if same_site && !self.config.transfer.lan_sharing {
+                    continue;
+                }
                 let wan_member = (same_site && hello.wan).then(|| peer.to_bytes());
                 scheduler.add_peer(*peer, same_site, wan_member);
             }
@@ -139,6 +147,7 @@ impl Agent {
                 scheduler,
                 have_pending: HashSet::new(),
                 last_have_poll: None,
+                polls: 0,
                 bytes_same_site: 0,
                 bytes_cross_site: 0,
             },
@@ -157,6 +166,12 @@ impl Agent {
     }
 
     fn poll_have(&mut self, payload: &Hash) {
+        let same_site: HashSet<PeerId> = self
+            .peers
+            .keys()
+            .filter(|peer| self.is_same_site(peer))
+            .copied()
+            .collect();
         let Some(download) = self.downloads.get_mut(payload) else {
             return;
         };
@@ -168,10 +183,13 @@ impl Agent {
             return;
         }
         download.last_have_poll = Some(Instant::now());
+        let ask_cross_site = download.polls % CROSS_SITE_POLL_EVERY == 0;
+        download.polls += 1;
         let targets: Vec<PeerId> = download
             .scheduler
             .peers()
             .filter(|peer| !download.have_pending.contains(peer))
+            .filter(|peer| ask_cross_site || same_site.contains(peer))
             .copied()
             .collect();
         download.have_pending.extend(targets.iter().copied());
@@ -205,10 +223,21 @@ impl Agent {
             return;
         };
         let requests = download.scheduler.next_requests(now);
-        let hashes: Vec<(PeerId, usize, Hash)> = requests
-            .into_iter()
-            .map(|r| (r.peer, r.index, download.manifest.chunks[r.index]))
-            .collect();
+        let mut hashes: Vec<(PeerId, usize, Hash)> = Vec::with_capacity(requests.len());
+        for request in requests {
+            let len = download.manifest.chunk_len(request.index);
+            if request.cross_site && !self.wan_budget.try_take(len, now, &self.config.transfer) {
+                // Over the WAN budget or outside its window: hand the
+                // chunk back so a later tick asks again.
+                download.scheduler.on_failed(&request.peer, request.index);
+                continue;
+            }
+            hashes.push((
+                request.peer,
+                request.index,
+                download.manifest.chunks[request.index],
+            ));
+        }
         for (peer, index, hash) in hashes {
             let id = self
                 .swarm
@@ -354,5 +383,99 @@ impl Agent {
                 self.send_chunk_requests(&payload, now);
             }
         }
+    }
+}
+
+/// Token bucket for chunk bytes taken from other sites, with optional UTC
+/// time windows.
+#[derive(Debug, Default)]
+pub(super) struct WanBudget {
+    tokens: f64,
+    last: f64,
+}
+
+impl WanBudget {
+    /// Takes `bytes` from the budget at monotonic time `now` (seconds);
+    /// false when the cap or the window forbids it now. The bucket holds at
+    /// most two seconds of the rate, so an idle link cannot save up a burst.
+    pub fn try_take(
+        &mut self,
+        bytes: u64,
+        now: f64,
+        config: &crate::config::TransferConfig,
+    ) -> bool {
+        if !config.wan_windows.is_empty()
+            && !in_windows(&config.wan_windows, jiff::Timestamp::now())
+        {
+            return false;
+        }
+        let rate = config.wan_bytes_per_sec as f64;
+        if rate <= 0.0 {
+            return true;
+        }
+        let capacity = (rate * 2.0).max(bytes as f64);
+        self.tokens = (self.tokens + (now - self.last).max(0.0) * rate).min(capacity);
+        self.last = now;
+        if self.tokens >= bytes as f64 {
+            self.tokens -= bytes as f64;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Whether `now` (UTC) falls in one of the `HH:MM-HH:MM` ranges; a range
+/// whose end is before its start crosses midnight. Unparsable ranges never
+/// match.
+pub(super) fn in_windows(windows: &[String], now: jiff::Timestamp) -> bool {
+    let time = now.to_zoned(jiff::tz::TimeZone::UTC).time();
+    let minute = i32::from(time.hour()) * 60 + i32::from(time.minute());
+    windows.iter().any(|window| {
+        let Some((start, end)) = window.split_once('-') else {
+            return false;
+        };
+        let parse = |text: &str| {
+            patchmesh_protocol::policy::parse_clock_time(text.trim())
+                .map(|(h, m)| i32::from(h) * 60 + i32::from(m))
+        };
+        match (parse(start), parse(end)) {
+            (Some(start), Some(end)) if start <= end => (start..end).contains(&minute),
+            (Some(start), Some(end)) => minute >= start || minute < end,
+            _ => false,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TransferConfig;
+
+    #[test]
+    fn budget_caps_bytes_per_second() {
+        let config = TransferConfig {
+            wan_bytes_per_sec: 1000,
+            ..TransferConfig::default()
+        };
+        let mut budget = WanBudget::default();
+        assert!(budget.try_take(1000, 1.0, &config));
+        assert!(!budget.try_take(1000, 1.0, &config));
+        assert!(budget.try_take(1000, 2.0, &config));
+    }
+
+    #[test]
+    fn no_cap_means_always() {
+        let mut budget = WanBudget::default();
+        assert!(budget.try_take(u64::MAX / 2, 0.0, &TransferConfig::default()));
+    }
+
+    #[test]
+    fn windows_cross_midnight() {
+        let at = |text: &str| text.parse::<jiff::Timestamp>().unwrap();
+        let windows = vec!["22:00-06:00".to_string()];
+        assert!(in_windows(&windows, at("2027-01-01T23:30:00Z")));
+        assert!(in_windows(&windows, at("2027-01-01T05:59:00Z")));
+        assert!(!in_windows(&windows, at("2027-01-01T12:00:00Z")));
     }
 }

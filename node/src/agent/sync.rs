@@ -82,7 +82,13 @@ impl Agent {
                 }
                 SyncResponse::Objects(objects)
             }
-            SyncRequest::Have { payload } => SyncResponse::Have(self.have_bitmap(&payload)),
+            SyncRequest::Have { payload } => SyncResponse::Holding {
+                have: self.have_bitmap(&payload),
+                fetching: self
+                    .downloads
+                    .get(&payload)
+                    .is_some_and(|d| d.scheduler.fetching_cross_site()),
+            },
             SyncRequest::Report(bytes) => self.accept_report(peer, &bytes),
             SyncRequest::Peers => SyncResponse::Peers(self.peer_records()),
             SyncRequest::Reports if self.config.observer => {
@@ -103,6 +109,13 @@ impl Agent {
                 if let Some(download) = self.downloads.get_mut(&payload) {
                     download.have_pending.remove(&peer);
                     download.scheduler.set_have(&peer, bits);
+                }
+            }
+            (SyncPurpose::Have(payload), SyncResponse::Holding { have, fetching }) => {
+                if let Some(download) = self.downloads.get_mut(&payload) {
+                    download.have_pending.remove(&peer);
+                    download.scheduler.set_have(&peer, have);
+                    download.scheduler.set_fetching(&peer, fetching);
                 }
             }
             (SyncPurpose::Peers, SyncResponse::Peers(records)) => self.on_peer_records(records),

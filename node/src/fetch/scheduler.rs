@@ -118,6 +118,12 @@ struct Member {
     last_gain: Option<f64>,
     /// A new chunk or the join is waiting to be stamped.
     gain_pending: bool,
+    /// The member reported WAN requests in flight since the last stamp.
+    fetching_pending: bool,
+    /// When the member last reported WAN requests in flight. A member busy
+    /// on the WAN is never counted as stalled: on a slow link every member's
+    /// chunks may take longer than `stall_secs` to arrive.
+    last_fetching: Option<f64>,
 }
 
 /// Rendezvous order, computed once per membership: for every chunk, a bit
@@ -181,6 +187,8 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
                     key: local_key,
                     last_gain: Some(now),
                     gain_pending: false,
+                    fetching_pending: false,
+                    last_fetching: None,
                 },
             );
         }
@@ -234,6 +242,8 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
                     key,
                     last_gain: None,
                     gain_pending: true,
+                    fetching_pending: false,
+                    last_fetching: None,
                 });
                 self.rank_cache = None;
             }
@@ -269,6 +279,19 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
             }
         }
         state.have = have;
+    }
+
+    /// Records whether a same-site member reported chunk requests to other
+    /// sites in flight; such a member is busy, not stalled.
+    pub fn set_fetching(&mut self, peer: &P, fetching: bool) {
+        if let Some(member) = self.site_members.get_mut(peer) {
+            member.fetching_pending |= fetching;
+        }
+    }
+
+    /// Whether this node has chunk requests to other sites in flight.
+    pub fn fetching_cross_site(&self) -> bool {
+        self.in_flight.values().any(|flight| flight.cross_site)
     }
 
     /// Peers that are known and not excluded.
@@ -425,6 +448,10 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
                 member.gain_pending = false;
                 member.last_gain = Some(now);
             }
+            if member.fetching_pending {
+                member.fetching_pending = false;
+                member.last_fetching = Some(now);
+            }
         }
         let latest = self
             .site_members
@@ -441,10 +468,14 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
             .expect("fill_rank_cache leaves a cache");
         let mut active = vec![0u64; cache.words];
         for (position, peer) in cache.members.iter().enumerate() {
-            let last = self.site_members[peer].last_gain.unwrap_or(now);
+            let member = &self.site_members[peer];
+            let last = member.last_gain.unwrap_or(now);
             let quiet = now - last >= self.config.stall_secs;
             let behind = latest - last >= self.config.stall_secs;
-            let stalled = *peer != self.local && quiet && (behind || site_idle);
+            let busy = member
+                .last_fetching
+                .is_some_and(|at| now - at < self.config.stall_secs);
+            let stalled = *peer != self.local && !busy && quiet && (behind || site_idle);
             if !stalled {
                 active[position / 64] |= 1 << (position % 64);
             }
@@ -943,6 +974,49 @@ mod tests {
         let early = scheduler.next_requests(0.0);
         assert!(scheduler.expired(61.0).is_empty());
         assert_eq!(scheduler.expired(301.0).len(), early.len());
+    }
+
+    /// Runs two members of one site where the other member gains nothing
+    /// while this one finishes its own chunks at 30 s; returns whether this
+    /// member took over any of the other's chunks by 60 s.
+    fn takes_over_quiet_member(other_reports_fetching: bool) -> bool {
+        let config = SchedulerConfig {
+            stall_secs: 10.0,
+            requests_per_peer: 64,
+            ..SchedulerConfig::default()
+        };
+        let mut scheduler = Scheduler::new(0u32, vec![0; 4], chunks(32), &[], config, 0.0);
+        scheduler.add_peer(1, true, Some(vec![1; 4]));
+        scheduler.add_peer(99, false, None);
+        scheduler.set_have(&99, all(32));
+        let mine = scheduler.next_requests(0.0);
+        assert!(!mine.is_empty() && mine.len() < 32);
+        for request in &mine {
+            scheduler.on_chunk(&99, request.index);
+        }
+        for second in 30..=60 {
+            if other_reports_fetching {
+                scheduler.set_fetching(&1, true);
+            }
+            if scheduler
+                .next_requests(f64::from(second))
+                .iter()
+                .any(|r| r.cross_site)
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn member_busy_on_the_wan_is_not_taken_over() {
+        assert!(!takes_over_quiet_member(true));
+    }
+
+    #[test]
+    fn quiet_idle_member_is_taken_over() {
+        assert!(takes_over_quiet_member(false));
     }
 
     #[test]
