@@ -20,6 +20,7 @@ mod files;
 mod inspect;
 mod keyfile;
 mod keys;
+mod osv;
 mod output;
 mod patch;
 mod policy;

@@ -15,11 +15,10 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use jiff::Timestamp;
 use patchmesh_protocol::limits::{self, DEFAULT_CHUNK_BYTES};
-use patchmesh_protocol::manifest::Applicability;
 use patchmesh_protocol::{Duration, Hash, Installer, Manifest, SecretKey, Severity, Signed};
 use serde_json::json;
 
-use crate::{expiry, files, keys, Context};
+use crate::{expiry, files, keys, osv, Context};
 
 /// `patch` subcommands.
 #[derive(Subcommand)]
@@ -30,7 +29,7 @@ pub enum PatchCommand {
 
 /// Arguments of `patch add`.
 #[derive(Args)]
-#[command(group = clap::ArgGroup::new("installer").required(true).args(["install", "replace"]))]
+#[command(group = clap::ArgGroup::new("installer").required(true).args(["install", "replace", "deb"]))]
 pub struct AddArgs {
     /// Payload file.
     file: PathBuf,
@@ -40,9 +39,10 @@ pub struct AddArgs {
     /// Patch version.
     #[arg(long)]
     version: String,
-    /// Severity: low, moderate, important or critical.
-    #[arg(long)]
-    severity: Severity,
+    /// Severity: low, moderate, important or critical. Taken from the CVSS
+    /// score of --advisory when not given.
+    #[arg(long, required_unless_present = "advisory")]
+    severity: Option<Severity>,
     /// Install command; `{payload}` stands for the assembled payload's path.
     #[arg(long)]
     install: Option<String>,
@@ -58,6 +58,13 @@ pub struct AddArgs {
     /// Permission bits of the replaced file, octal (with --replace).
     #[arg(long, default_value = "0644", requires = "replace", value_parser = parse_mode)]
     mode: u32,
+    /// Debian package the payload `.deb` contains; installs it with dpkg.
+    #[arg(long, value_name = "PACKAGE")]
+    deb: Option<String>,
+    /// OSV advisory (JSON) that fills CVE ids, CVSS score, severity and the
+    /// affected package ranges; --severity, --cvss and --cve override it.
+    #[arg(long, value_name = "FILE")]
+    advisory: Option<PathBuf>,
     /// Chunk size in bytes.
     #[arg(long, default_value_t = DEFAULT_CHUNK_BYTES)]
     chunk_size: u32,
@@ -138,6 +145,10 @@ fn add(context: &Context, args: AddArgs) -> anyhow::Result<()> {
         );
     }
     files::check_overwrite(&manifest_path, args.force)?;
+    let advisory = match &args.advisory {
+        Some(path) => Some(osv::read(path)?),
+        None => None,
+    };
     if let Some(score) = args.cvss {
         if !(0.0..=10.0).contains(&score) {
             bail!("invalid --cvss {score} (expected 0.0 to 10.0)");
@@ -181,18 +192,33 @@ fn add(context: &Context, args: AddArgs) -> anyhow::Result<()> {
     .with_context(|| format!("cannot chunk \"{}\"", args.file.display()))?;
     progress.finish_and_clear();
 
-    let installer = match (args.install, args.replace) {
-        (Some(install), _) => Installer::Command {
+    let installer = match (args.install, args.replace, args.deb) {
+        (Some(install), _, _) => Installer::Command {
             install,
             rollback: args.rollback,
             timeout_secs: args.timeout.as_secs(),
         },
-        (None, Some(path)) => Installer::File {
+        (None, Some(path), _) => Installer::File {
             path,
             mode: args.mode,
         },
-        (None, None) => bail!("give --install CMD or --replace PATH"),
+        (None, None, Some(package)) => {
+            if !patchmesh_protocol::manifest::is_safe_name(&package) {
+                bail!(
+                    "invalid --deb \"{package}\" (expected a Debian package name such as openssl)"
+                );
+            }
+            Installer::Deb { package }
+        }
+        (None, None, None) => bail!("give --install CMD, --replace PATH or --deb PACKAGE"),
     };
+    let from_advisory =
+        osv::manifest_fields(advisory.as_ref(), args.severity, args.cvss, args.cves)?;
+    for skipped in advisory.iter().flat_map(|a| &a.skipped) {
+        context
+            .out
+            .note(format!("advisory range left out: {skipped}"));
+    }
     let manifest = Manifest {
         name: args.name,
         version: args.version,
@@ -200,10 +226,10 @@ fn add(context: &Context, args: AddArgs) -> anyhow::Result<()> {
         issued: now,
         expires,
         vendor: args.vendor,
-        severity: args.severity,
-        cvss: args.cvss,
-        cves: args.cves,
-        released: None,
+        severity: from_advisory.severity,
+        cvss: from_advisory.cvss,
+        cves: from_advisory.cves,
+        released: from_advisory.released,
         size: chunked.size,
         chunk_size: args.chunk_size,
         chunks: chunked.chunks.clone(),
@@ -211,7 +237,7 @@ fn add(context: &Context, args: AddArgs) -> anyhow::Result<()> {
         installer,
         detect: args.detect,
         reboot_required: args.reboot,
-        applies_to: Applicability::default(),
+        applies_to: from_advisory.applies_to,
     };
     manifest.validate().context("the manifest is invalid")?;
 
