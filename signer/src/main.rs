@@ -30,6 +30,7 @@ mod reports;
 mod root;
 mod sign;
 mod status;
+mod views;
 
 use output::Output;
 
@@ -77,6 +78,12 @@ enum Command {
     Status(status::StatusArgs),
     /// Print any signed object as JSON and verify it.
     Inspect(inspect::InspectArgs),
+    /// List hosts with OS, packages and missing patches, from an observer.
+    Inventory(views::InventoryArgs),
+    /// Show the share of targeted hosts with every required patch.
+    Compliance(views::ComplianceArgs),
+    /// Show installs, failures and rollbacks per day.
+    History(views::HistoryArgs),
     /// Sign node enrollment certificates, or revoke one.
     Enroll(enroll::EnrollArgs),
     /// Sign an approval of a policy's patches.
@@ -119,6 +126,9 @@ fn main() -> ExitCode {
         Command::Publish(args) => publish::run(&context, args),
         Command::Status(args) => status::run(&context, args),
         Command::Inspect(args) => inspect::run(&context, args),
+        Command::Inventory(args) => views::inventory(&context, args),
+        Command::Compliance(args) => views::compliance(&context, args),
+        Command::History(args) => views::history(&context, args),
         Command::Enroll(args) => enroll::run(&context, args),
         Command::Approve(args) => actions::approve(&context, args),
         Command::Halt(args) => actions::halt(&context, args),
