@@ -6,6 +6,7 @@
 //! tasks and comes back as [`Work`] events, so the loop never stalls on disk
 //! or on a child process.
 
+mod airgap;
 mod chunks;
 mod patches;
 mod peers;
@@ -59,6 +60,15 @@ pub enum Command {
     /// The user asks to postpone pending reboots; the reply is how many
     /// accepted.
     PostponeReboot(oneshot::Sender<usize>),
+    /// Verify a bundle file whole, then store what it carries.
+    ImportBundle {
+        /// Bundle file on this machine.
+        path: PathBuf,
+        /// Where the answer goes: the import summary as JSON, or the error.
+        reply: oneshot::Sender<Result<serde_json::Value, String>>,
+    },
+    /// Signed reports arrived from another site on removable media.
+    ImportReports(Vec<Vec<u8>>),
 }
 
 /// Background work that finished.
@@ -164,6 +174,7 @@ pub struct Agent {
     last_anti_entropy: Instant,
     last_plan: Instant,
     wan_budget: chunks::WanBudget,
+    last_import_scan: Instant,
     work_tx: mpsc::Sender<Work>,
     work_rx: mpsc::Receiver<Work>,
     started: Instant,
@@ -276,6 +287,7 @@ impl Agent {
             last_anti_entropy: Instant::now(),
             last_plan: Instant::now(),
             wan_budget: chunks::WanBudget::default(),
+            last_import_scan: Instant::now(),
             work_tx,
             work_rx,
             started: Instant::now(),
@@ -471,6 +483,18 @@ impl Agent {
             Command::PostponeReboot(reply) => {
                 let _ = reply.send(self.postpone_reboots());
             }
+            Command::ImportBundle { path, reply } => {
+                let _ = reply.send(self.import_bundle(&path));
+            }
+            Command::ImportReports(reports) => {
+                for bytes in reports {
+                    if let Ok((_, report)) = patchmesh_protocol::SignedReport::verify_bytes(&bytes)
+                    {
+                        self.store_report(&report.peer, report.seq, bytes);
+                    }
+                }
+                self.inputs_changed();
+            }
         }
     }
 
@@ -538,6 +562,7 @@ impl Agent {
         self.maybe_report();
         self.maybe_anti_entropy();
         self.maybe_poll_fleet();
+        self.maybe_scan_import_dir();
     }
 
     fn write_listen_file(&self) {

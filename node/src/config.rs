@@ -42,6 +42,14 @@ pub struct Config {
     /// addresses are dialed as configured.
     #[serde(default)]
     pub dial_ranges: Vec<String>,
+    /// Folder watched for `*.bundle` files (a USB mount on air-gapped
+    /// sites); none when left out.
+    #[serde(default)]
+    pub import_dir: Option<PathBuf>,
+    /// Largest difference in seconds between this node's clock and a
+    /// bundle's signing time before a warning is logged.
+    #[serde(default = "default_skew")]
+    pub max_clock_skew_secs: u64,
     /// Transfer settings.
     #[serde(default)]
     pub transfer: TransferConfig,
@@ -59,6 +67,10 @@ fn default_site() -> String {
 
 fn yes() -> bool {
     true
+}
+
+fn default_skew() -> u64 {
+    3_600
 }
 
 /// Chunk transfer settings.
@@ -203,6 +215,8 @@ mod tests {
             mdns: false,
             wan: true,
             dial_ranges: vec![],
+            import_dir: None,
+            max_clock_skew_secs: 3_600,
             transfer: TransferConfig::default(),
             commands: Commands::default(),
             clock: ClockConfig::default(),

@@ -15,6 +15,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::agent::{Command, Shared};
 
+/// Largest request body: a report file from an air-gapped site. Chunk and
+/// object bodies are far smaller and are checked against their own limits.
+const REPORT_FILE_LIMIT: usize = 256 * 1024 * 1024;
+
 #[derive(Clone)]
 struct ControlState {
     shared: Shared,
@@ -64,7 +68,10 @@ pub async fn serve(
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
         .route("/v1/reboot/postpone", post(postpone_reboot))
-        .layer(DefaultBodyLimit::max(limits::MAX_CHUNK_FRAME_BYTES))
+        .route("/v1/bundles/import", post(import_bundle))
+        .route("/v1/reports/import", post(import_reports))
+        .route("/v1/reports/export", get(export_reports))
+        .layer(DefaultBodyLimit::max(REPORT_FILE_LIMIT))
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -121,6 +128,16 @@ async fn put_chunk(
         .map_err(|e: patchmesh_protocol::hash::ParseHashError| {
             ApiError(StatusCode::BAD_REQUEST, e.to_string())
         })?;
+    if body.len() > limits::MAX_CHUNK_BYTES as usize {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "chunk {hash} is {} bytes, over the limit of {} bytes",
+                body.len(),
+                limits::MAX_CHUNK_BYTES
+            ),
+        ));
+    }
     let listed = state
         .shared
         .listed_chunks
@@ -197,4 +214,74 @@ async fn postpone_reboot(State(state): State<ControlState>) -> Result<Json<Value
         .map_err(|_| unavailable())?;
     let accepted = answer.await.map_err(|_| unavailable())?;
     Ok(Json(json!({ "postponed": accepted })))
+}
+
+#[derive(serde::Deserialize)]
+struct ImportRequest {
+    path: std::path::PathBuf,
+}
+
+async fn import_bundle(
+    State(state): State<ControlState>,
+    Json(request): Json<ImportRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    state
+        .commands
+        .send(Command::ImportBundle {
+            path: request.path,
+            reply,
+        })
+        .await
+        .map_err(|_| unavailable())?;
+    let summary = answer
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    Ok(Json(summary))
+}
+
+async fn import_reports(
+    State(state): State<ControlState>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    use patchmesh_protocol::bundle::reports::ReportBundle;
+    let observer = state
+        .shared
+        .info
+        .read()
+        .expect("node info lock is never poisoned")
+        .observer;
+    if !observer {
+        return Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "this node is not an observer (init it with --observer to collect reports)".into(),
+        ));
+    }
+    let file = ReportBundle::decode(&body)
+        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    // Every report must verify before any is stored.
+    let verified = file
+        .verify()
+        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let count = verified.len();
+    state
+        .commands
+        .send(Command::ImportReports(file.reports))
+        .await
+        .map_err(|_| unavailable())?;
+    Ok(Json(json!({ "imported": count })))
+}
+
+async fn export_reports(State(state): State<ControlState>) -> Result<Vec<u8>, ApiError> {
+    use patchmesh_protocol::bundle::reports::ReportBundle;
+    let reports = state
+        .shared
+        .meta
+        .reports()
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .into_iter()
+        .map(|r| r.signed)
+        .collect();
+    Ok(ReportBundle { reports }.encode())
 }

@@ -33,10 +33,45 @@ enum Commands {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Import an air-gap bundle into a running node.
+    Bundle {
+        #[command(subcommand)]
+        command: BundleCommand,
+    },
+    /// Move signed reports across an air gap.
+    Reports {
+        #[command(subcommand)]
+        command: ReportsCommand,
+    },
     /// Act on the reboot a running node has scheduled.
     Reboot {
         #[command(subcommand)]
         command: RebootCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BundleCommand {
+    /// Verify a bundle whole, then store and spread what it carries.
+    Import {
+        /// Bundle file written by `patchmesh-signer bundle create`.
+        file: PathBuf,
+        /// Control API of the running node, `http://127.0.0.1:PORT`.
+        #[arg(long)]
+        node: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportsCommand {
+    /// Write the signed reports this node (an observer) collected to a file.
+    Export {
+        /// File to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Control API of the running node, `http://127.0.0.1:PORT`.
+        #[arg(long)]
+        node: String,
     },
 }
 
@@ -53,8 +88,23 @@ enum RebootCommand {
 
 /// Posts to a running node's control API and returns the JSON reply.
 fn post_control(node: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+    post_control_json(node, path, None)
+}
+
+/// Posts `body` (JSON) to a running node's control API and returns the
+/// JSON reply.
+fn post_control_json(
+    node: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
     let url = format!("{}{path}", node.trim_end_matches('/'));
-    match ureq::post(&url).call() {
+    let request = ureq::post(&url);
+    let result = match body {
+        Some(body) => request.send_json(body),
+        None => request.call(),
+    };
+    match result {
         Ok(response) => Ok(response.into_json()?),
         Err(ureq::Error::Status(code, response)) => {
             let body: serde_json::Value = response.into_json().unwrap_or_default();
@@ -108,6 +158,9 @@ struct InitArgs {
     /// may be dialed in; repeat for several.
     #[arg(long = "dial-range")]
     dial_ranges: Vec<String>,
+    /// Folder watched for `*.bundle` files to import (a USB mount).
+    #[arg(long)]
+    import_dir: Option<PathBuf>,
 }
 
 fn init(args: InitArgs) -> anyhow::Result<()> {
@@ -143,6 +196,8 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
         mdns: args.mdns,
         wan: !args.no_wan,
         dial_ranges: args.dial_ranges,
+        import_dir: args.import_dir,
+        max_clock_skew_secs: 3_600,
         transfer: Default::default(),
         commands: Default::default(),
         clock: Default::default(),
@@ -196,6 +251,27 @@ async fn shutdown_signal() {
     }
 }
 
+/// Fetches the collected reports of a running observer and writes them to
+/// `out` through a temporary file, so a cut-short copy never looks whole.
+fn export_reports(node: &str, out: &std::path::Path) -> anyhow::Result<()> {
+    let url = format!("{}/v1/reports/export", node.trim_end_matches('/'));
+    let response = ureq::get(&url)
+        .call()
+        .map_err(|e| anyhow::anyhow!("cannot export reports from {url}: {e}"))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes)?;
+    let tmp = out.with_extension("partial");
+    std::fs::write(&tmp, &bytes)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, out)?;
+    let count = patchmesh_protocol::bundle::reports::ReportBundle::decode(&bytes)
+        .map(|b| b.reports.len())
+        .unwrap_or(0);
+    eprintln!("wrote {count} signed report(s) to {}", out.display());
+    println!("{}", serde_json::json!({ "reports": count, "out": out }));
+    Ok(())
+}
+
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PATCHMESH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn"));
@@ -219,6 +295,29 @@ fn main() -> ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(run(data_dir))),
+        Commands::Bundle {
+            command: BundleCommand::Import { file, node },
+        } => std::path::absolute(&file)
+            .map_err(anyhow::Error::from)
+            .and_then(|path| {
+                post_control_json(
+                    &node,
+                    "/v1/bundles/import",
+                    Some(serde_json::json!({ "path": path })),
+                )
+            })
+            .map(|reply| {
+                eprintln!(
+                    "imported {}: {} object(s), {} chunk(s) new",
+                    file.display(),
+                    reply["objects_stored"],
+                    reply["chunks_stored"]
+                );
+                println!("{reply}");
+            }),
+        Commands::Reports {
+            command: ReportsCommand::Export { out, node },
+        } => export_reports(&node, &out),
         Commands::Reboot {
             command: RebootCommand::Postpone { node },
         } => post_control(&node, "/v1/reboot/postpone").map(|reply| {

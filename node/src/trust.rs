@@ -15,6 +15,40 @@ use crate::store::{MetaError, MetaStore};
 
 mod check;
 
+/// Verifies a non-root object under `root` at `now` and returns its slot,
+/// revision and signing time. Every kind a node acts on is listed here, so
+/// admission and the verify-only check of bundles accept the same kinds.
+fn verify_header(
+    root: &Root,
+    signed: &Signed,
+    now: Timestamp,
+    clock: &'static str,
+) -> Result<(String, u64, Timestamp), AdmitError> {
+    match signed.kind {
+        Kind::Manifest => {
+            let body: Manifest = signed.verify(root, now, clock)?;
+            check_valid(&body, body.validate())
+        }
+        Kind::Policy => {
+            let body: Policy = signed.verify(root, now, clock)?;
+            check_valid(&body, body.validate())
+        }
+        Kind::Approval => Ok(header(&signed.verify::<Approval>(root, now, clock)?)),
+        Kind::Halt => Ok(header(&signed.verify::<Halt>(root, now, clock)?)),
+        Kind::Resume => Ok(header(&signed.verify::<Resume>(root, now, clock)?)),
+        Kind::Rollback => Ok(header(&signed.verify::<RollbackOrder>(root, now, clock)?)),
+        Kind::Enrollment => {
+            let body: Enrollment = signed.verify(root, now, clock)?;
+            check_valid(&body, body.validate())
+        }
+        Kind::Revocation => {
+            let body: Revocation = signed.verify(root, now, clock)?;
+            check_valid(&body, body.validate())
+        }
+        other => Err(AdmitError::Unsupported(other)),
+    }
+}
+
 /// Slot, revision and signing time of a verified body.
 fn header<B: Body>(body: &B) -> (String, u64, Timestamp) {
     (body.slot(), body.revision(), body.issued())
@@ -182,29 +216,7 @@ impl Trust {
         if signed.kind == Kind::Root {
             return self.admit_root(signed, now, clock);
         }
-        let (slot, revision, issued) = match signed.kind {
-            Kind::Manifest => {
-                let body: Manifest = signed.verify(&self.root, now, clock)?;
-                check_valid(&body, body.validate())?
-            }
-            Kind::Policy => {
-                let body: Policy = signed.verify(&self.root, now, clock)?;
-                check_valid(&body, body.validate())?
-            }
-            Kind::Approval => header(&signed.verify::<Approval>(&self.root, now, clock)?),
-            Kind::Halt => header(&signed.verify::<Halt>(&self.root, now, clock)?),
-            Kind::Resume => header(&signed.verify::<Resume>(&self.root, now, clock)?),
-            Kind::Rollback => header(&signed.verify::<RollbackOrder>(&self.root, now, clock)?),
-            Kind::Enrollment => {
-                let body: Enrollment = signed.verify(&self.root, now, clock)?;
-                check_valid(&body, body.validate())?
-            }
-            Kind::Revocation => {
-                let body: Revocation = signed.verify(&self.root, now, clock)?;
-                check_valid(&body, body.validate())?
-            }
-            other => return Err(AdmitError::Unsupported(other)),
-        };
+        let (slot, revision, issued) = verify_header(&self.root, signed, now, clock)?;
         self.store_in_slot(signed, slot, revision, issued)
     }
 

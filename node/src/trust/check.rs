@@ -3,7 +3,7 @@
 //! is stored.
 
 use jiff::Timestamp;
-use patchmesh_protocol::{Body, Kind, Manifest, Policy, Root, Signed};
+use patchmesh_protocol::{Root, Signed};
 
 use super::{AdmitError, Admitted, Outcome, Trust};
 
@@ -35,28 +35,7 @@ impl Trust {
         } else {
             clock
         };
-        // NOTE: the kinds mirror `admit`; keep both lists in step.
-        let (slot, revision) = match signed.kind {
-            Kind::Manifest => {
-                let body: Manifest = signed.verify(root, now, clock)?;
-                body.validate().map_err(|e| AdmitError::Invalid {
-                    kind: Kind::Manifest,
-                    slot: body.slot(),
-                    reason: e.to_string(),
-                })?;
-                (body.slot(), body.revision())
-            }
-            Kind::Policy => {
-                let body: Policy = signed.verify(root, now, clock)?;
-                body.validate().map_err(|e| AdmitError::Invalid {
-                    kind: Kind::Policy,
-                    slot: body.slot(),
-                    reason: e.to_string(),
-                })?;
-                (body.slot(), body.revision())
-            }
-            other => return Err(AdmitError::Unsupported(other)),
-        };
+        let (slot, revision, _) = super::verify_header(root, signed, now, clock)?;
 
         let id = signed.id();
         let mut outcome = Outcome::Stored;
