@@ -62,13 +62,13 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 work=$(mktemp -d /tmp/pmbo.XXXXXX)
+prefix=pmbo
+# shellcheck source=lib/netns.sh
+. "$root/bench/lib/netns.sh"
 log() { echo "[branch_offices] $*" >&2; }
 
 cleanup() {
-    for ns in $(ip netns list 2>/dev/null | awk '/^pmbo-/ {print $1}'); do
-        ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
-        ip netns del "$ns" 2>/dev/null || true
-    done
+    delete_namespaces
     if [ -n "${PMBO_KEEP:-}" ]; then
         echo "kept $work" >&2
     else
@@ -76,14 +76,6 @@ cleanup() {
     fi
 }
 trap cleanup EXIT INT TERM
-cleanup_namespaces() {
-    for ns in $(ip netns list 2>/dev/null | awk '/^pmbo-/ {print $1}'); do
-        ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
-        ip netns del "$ns" 2>/dev/null || true
-    done
-}
-
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 # Builds HQ, routers, bridges and node namespaces with addresses:
 # office k LAN 10.77.k.0/24 (router .1, nodes .11…), WAN k 10.78.k.0/30.
@@ -127,30 +119,13 @@ build_topology() {
     done
 }
 
-wait_for_file() {
-    local file=$1
-    for _ in $(seq 1 100); do
-        [ -s "$file" ] && return 0
-        sleep 0.1
-    done
-    echo "timed out waiting for $file" >&2
-    return 1
-}
-
-# Starts a node in namespace $1 with data dir $2, host $3, site $4 and extra
-# init flags after that.
-start_node() {
-    local ns=$1 dir=$2 host=$3 site=$4
-    shift 4
-    "$node_bin" init --data-dir "$dir" --root "$work/root.bin" --host "$host" --site "$site" \
-        --listen /ip4/0.0.0.0/udp/4001/quic-v1 --listen /ip4/0.0.0.0/tcp/4001 \
-        --dial-range 10.77.0.0/16 --dial-range 10.78.0.0/16 "$@" 2>/dev/null
+# In naive mode nodes take nothing from same-site peers.
+naive_hook() {
     if [ "$run_mode" = naive ]; then
-        sed -i 's/^lan_sharing = true/lan_sharing = false/' "$dir/config.toml"
+        sed -i 's/^lan_sharing = true/lan_sharing = false/' "$1/config.toml"
     fi
-    (cd "$dir" && setsid -f ip netns exec "$ns" "$node_bin" run --data-dir "$dir" >"$dir/node.log" 2>&1)
-    wait_for_file "$dir/control.url"
 }
+node_config_hook=naive_hook
 
 rx_bytes() {
     in_ns "pmbo-r$1" cat "/sys/class/net/pmbo-w$1-r/statistics/rx_bytes"
@@ -159,17 +134,17 @@ rx_bytes() {
 # Runs one measurement in mode $1 and prints a JSON list of offices.
 run_once() {
     run_mode=$1
-    cleanup_namespaces
+    delete_namespaces
     build_topology
     local run=$work/$run_mode
     mkdir -p "$run"
-    start_node pmbo-hq "$run/hq" hq hq --observer --mdns
+    start_node pmbo-hq "$run/hq" hq hq --observer --mdns --dial-range 10.77.0.0/16 --dial-range 10.78.0.0/16
     local hq_peer
     hq_peer=$(head -1 "$run/hq/listen.addrs" | sed 's#.*/p2p/##')
     for k in $(seq 1 "$offices"); do
         for i in $(seq 1 "$nodes"); do
             start_node "pmbo-o$k-n$i" "$run/o$k-n$i" "o$k-n$i" "office-$k" --mdns \
-                --bootstrap "/ip4/10.78.$k.1/udp/4001/quic-v1/p2p/$hq_peer"
+                --dial-range 10.77.0.0/16 --dial-range 10.78.0.0/16 --bootstrap "/ip4/10.78.$k.1/udp/4001/quic-v1/p2p/$hq_peer"
         done
     done
     sleep 3
@@ -243,24 +218,12 @@ for k in range(1, offices + 1):
     })
 print(json.dumps(out))
 PY
-    cleanup_namespaces
+    delete_namespaces
 }
 
 # Admin material shared by both runs.
-"$signer_bin" keygen --out "$work/admin.key" >/dev/null 2>&1
-"$signer_bin" root init --key "$work/admin.key" --out "$work/root.bin" >/dev/null 2>&1
-head -c $((size_mib * 1024 * 1024)) /dev/urandom >"$work/payload.bin"
+make_admin_material "$size_mib" office-demo
 patch_bytes=$((size_mib * 1024 * 1024))
-"$signer_bin" patch add "$work/payload.bin" --name office-demo --version 1 --severity important \
-    --install 'cp {payload} installed.bin' --key "$work/admin.key" --out "$work/patch" >/dev/null 2>&1
-cat >"$work/policy.toml" <<'TOML'
-id = "branch-offices"
-version = 1
-expires = "2030-01-01T00:00:00Z"
-[content]
-patches = ["office-demo@1"]
-TOML
-"$signer_bin" policy sign "$work/policy.toml" --key "$work/admin.key" --out "$work/policy.bin" >/dev/null 2>&1
 
 sharing='null'
 naive='null'

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# A site behind one gateway: its nodes sit on a bridge inside the relay's
+# namespace and have no route out; only the relay node is in both networks
+# (HQ link shaped with tbf, no IP forwarding). The relay fetches each chunk
+# across once, stores it and serves it on the site LAN like any node. The
+# test checks every site node installs the patch and that the relay's
+# outside interface received at most MAX_RATIO times the patch size.
+#
+# Usage: tests/netns/relay.sh [SIZE_MIB] [MAX_RATIO]   (needs root)
+set -euo pipefail
+
+size_mib=${1:-16}
+max_ratio=${2:-1.10}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=${PATCHMESH_BIN:-$root/target/debug}
+node_bin=$bin/patchmesh-node
+signer_bin=$bin/patchmesh-signer
+prefix=pmrl
+work=$(mktemp -d /tmp/pmrl.XXXXXX)
+# shellcheck source=../../bench/lib/netns.sh
+. "$root/bench/lib/netns.sh"
+cleanup() {
+    delete_namespaces
+    [ -n "${PMRL_KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+fail() {
+    echo "FAIL: $*" >&2
+    for log in "$work"/*/node.log; do
+        echo "--- $log" >&2
+        tail -20 "$log" >&2
+    done
+    exit 1
+}
+
+delete_namespaces
+make_admin_material "$size_mib" gateway
+make_ns pmrl-hq
+make_ns pmrl-relay
+link_ns pmrl-hq pmrl-relay pmrl-wan 10.81.1.1 10.81.1.2 30
+in_ns pmrl-hq tc qdisc add dev pmrl-wan-a root tbf rate 8mbit burst 32kbit latency 400ms
+in_ns pmrl-relay tc qdisc add dev pmrl-wan-b root tbf rate 8mbit burst 32kbit latency 400ms
+in_ns pmrl-relay sysctl -qw net.ipv4.ip_forward=0
+in_ns pmrl-relay ip link add br0 type bridge
+in_ns pmrl-relay ip addr add 10.82.0.1/24 dev br0
+in_ns pmrl-relay ip link set br0 up
+for i in 1 2 3; do
+    make_ns "pmrl-n$i"
+    ip link add "pmrl-n$i-a" type veth peer name "pmrl-n$i-b"
+    ip link set "pmrl-n$i-a" netns pmrl-relay
+    ip link set "pmrl-n$i-b" netns "pmrl-n$i"
+    in_ns pmrl-relay ip link set "pmrl-n$i-a" master br0 up
+    in_ns "pmrl-n$i" ip addr add "10.82.0.1$i/24" dev "pmrl-n$i-b"
+    in_ns "pmrl-n$i" ip link set "pmrl-n$i-b" up
+done
+
+start_node pmrl-hq "$work/hq" hq hq --observer --dial-range 10.81.0.0/16
+hq_peer=$(head -1 "$work/hq/listen.addrs" | sed 's#.*/p2p/##')
+start_node pmrl-relay "$work/relay" gateway branch --observer \
+    --dial-range 10.81.0.0/16 --dial-range 10.82.0.0/16 \
+    --bootstrap "/ip4/10.81.1.1/udp/4001/quic-v1/p2p/$hq_peer"
+relay_peer=$(head -1 "$work/relay/listen.addrs" | sed 's#.*/p2p/##')
+# Site nodes cannot reach other sites, so they leave WAN fetches to the relay.
+for i in 1 2 3; do
+    start_node "pmrl-n$i" "$work/n$i" "branch-$i" branch --no-wan --dial-range 10.82.0.0/16 \
+        --bootstrap "/ip4/10.82.0.1/udp/4001/quic-v1/p2p/$relay_peer"
+done
+sleep 3
+rx_before=$(in_ns pmrl-relay cat /sys/class/net/pmrl-wan-b/statistics/rx_bytes)
+in_ns pmrl-hq "$signer_bin" publish --node "$(cat "$work/hq/control.url")" "$work/patch" "$work/policy.bin" >/dev/null
+wait_installed pmrl-relay "$work/relay" 4 240 || fail "site nodes behind the relay did not install"
+rx_after=$(in_ns pmrl-relay cat /sys/class/net/pmrl-wan-b/statistics/rx_bytes)
+patch_bytes=$((size_mib * 1024 * 1024))
+ratio=$(python3 -c "print(round(($rx_after - $rx_before) / $patch_bytes, 4))")
+echo "relay: outside link carried ${ratio}x the patch for 4 installs behind it" >&2
+python3 -c "import sys; sys.exit(0 if $ratio <= $max_ratio else 1)" ||
+    fail "relay's outside link carried ${ratio}x the patch (limit ${max_ratio}x)"
+echo "{\"patch_bytes\": $patch_bytes, \"relay_wire_ratio\": $ratio}"
+echo "1 passed, 0 failed"
