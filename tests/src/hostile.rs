@@ -108,6 +108,7 @@ impl Default for HostileConfig {
 enum Command {
     Dial(Multiaddr),
     Gossip(Vec<u8>, oneshot::Sender<anyhow::Result<()>>),
+    Flood(usize, oneshot::Sender<usize>),
     SetChunkMode(ChunkMode),
     Offer(Vec<Vec<u8>>),
     Connected(oneshot::Sender<Vec<PeerId>>),
@@ -218,16 +219,14 @@ impl HostilePeer {
             .context("hostile peer stopped before publishing")?
     }
 
-    /// Publishes `count` distinct junk messages as fast as gossipsub takes
-    /// them and returns how many were published.
-    pub fn flood_junk(&self, count: usize) -> usize {
-        (0..count)
-            .filter(|i| {
-                let mut junk = format!("junk {i} ").into_bytes();
-                junk.extend(rand::random::<[u8; 32]>());
-                self.gossip(junk).is_ok()
-            })
-            .count()
+    /// Publishes `count` distinct junk messages at once, without retrying,
+    /// and returns how many gossipsub took. Call [`HostilePeer::gossip`]
+    /// first so the node has learned this peer's subscription.
+    pub fn flood_junk(&self, count: usize) -> anyhow::Result<usize> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Flood(count, tx))?;
+        rx.blocking_recv()
+            .context("hostile peer stopped before flooding")
     }
 
     /// Changes how chunk requests are answered from now on.
@@ -365,6 +364,10 @@ impl Actor {
                     Some(Command::Gossip(bytes, reply)) => {
                         pending_gossip.push((bytes, reply, std::time::Instant::now()));
                     }
+                    Some(Command::Flood(count, reply)) => {
+                        let published = self.flood(count);
+                        let _ = reply.send(published);
+                    }
                     Some(Command::SetChunkMode(mode)) => self.config.chunk_mode = mode,
                     Some(Command::Offer(objects)) => self.config.offered_objects = objects,
                     Some(Command::Connected(reply)) => {
@@ -412,6 +415,24 @@ impl Actor {
             }
             Err(_) => Some((bytes, reply, since)),
         }
+    }
+
+    fn flood(&mut self, count: usize) -> usize {
+        let mut published = 0;
+        for i in 0..count {
+            let mut junk = format!("junk {i} ").into_bytes();
+            junk.extend(rand::random::<[u8; 32]>());
+            let result = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(self.topic.clone(), junk);
+            if result.is_ok() {
+                published += 1;
+            }
+        }
+        self.counters().gossiped += published as u32;
+        published
     }
 
     fn counters(&self) -> std::sync::MutexGuard<'_, Counters> {
