@@ -11,6 +11,7 @@ pub mod applicability;
 pub mod command;
 pub mod dpkg;
 pub mod system;
+pub mod views;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
