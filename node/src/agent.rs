@@ -7,6 +7,7 @@
 //! or on a child process.
 
 mod airgap;
+mod cache;
 mod chunks;
 mod patches;
 mod peers;
@@ -175,6 +176,7 @@ pub struct Agent {
     last_plan: Instant,
     wan_budget: chunks::WanBudget,
     last_import_scan: Instant,
+    last_sweep: Instant,
     work_tx: mpsc::Sender<Work>,
     work_rx: mpsc::Receiver<Work>,
     started: Instant,
@@ -288,6 +290,7 @@ impl Agent {
             last_plan: Instant::now(),
             wan_budget: chunks::WanBudget::default(),
             last_import_scan: Instant::now(),
+            last_sweep: Instant::now(),
             work_tx,
             work_rx,
             started: Instant::now(),
@@ -563,6 +566,7 @@ impl Agent {
         self.maybe_anti_entropy();
         self.maybe_poll_fleet();
         self.maybe_scan_import_dir();
+        self.maybe_collect_chunks();
     }
 
     fn write_listen_file(&self) {

@@ -10,6 +10,8 @@
 pub mod applicability;
 pub mod command;
 pub mod dpkg;
+#[cfg(test)]
+mod fixtures;
 pub mod system;
 pub mod views;
 

@@ -246,38 +246,13 @@ pub fn evaluate_all<'a>(
 
 #[cfg(test)]
 mod tests {
-    use jiff::Timestamp;
-    use patchmesh_protocol::inventory::{OsInfo, Package};
-    use patchmesh_protocol::{Hash, Installer, Severity};
+    use patchmesh_protocol::Severity;
 
     use super::*;
+    use crate::inventory::fixtures::{deb_manifest, debian_inventory};
 
     fn inventory(packages: &[(&str, &str)]) -> Inventory {
-        Inventory {
-            peer: "12D3KooWTest".into(),
-            host: "pc-1".into(),
-            os: OsInfo {
-                id: "debian".into(),
-                arch: "amd64".into(),
-                ..OsInfo::default()
-            },
-            uptime_secs: 0,
-            reboot_pending: false,
-            packages: Inventory::normalize_packages(
-                packages
-                    .iter()
-                    .map(|(name, version)| Package {
-                        name: name.to_string(),
-                        version: version.to_string(),
-                        arch: "amd64".into(),
-                    })
-                    .collect(),
-            ),
-            adapter: "dpkg".into(),
-            agent_version: "0".into(),
-            time: Timestamp::UNIX_EPOCH,
-            seq: 1,
-        }
+        debian_inventory(packages)
     }
 
     fn fix(package: &str, introduced: Option<&str>, fixed: &str) -> Applicability {
@@ -403,28 +378,7 @@ mod tests {
     }
 
     fn manifest(name: &str, version: &str, applies_to: Applicability) -> Manifest {
-        Manifest {
-            name: name.into(),
-            version: version.into(),
-            revision: 1,
-            issued: Timestamp::UNIX_EPOCH,
-            expires: Timestamp::MAX,
-            vendor: String::new(),
-            severity: Severity::Important,
-            cvss: None,
-            cves: vec![],
-            released: None,
-            size: 1,
-            chunk_size: 65_536,
-            chunks: vec![Hash([0; 32])],
-            payload_hash: Hash([0; 32]),
-            installer: Installer::Deb {
-                package: "demo".into(),
-            },
-            detect: None,
-            reboot_required: false,
-            applies_to,
-        }
+        deb_manifest(name, version, Severity::Important, applies_to)
     }
 
     #[test]

@@ -194,65 +194,45 @@ fn host_view(
 
 #[cfg(test)]
 mod tests {
-    use patchmesh_protocol::inventory::{OsInfo, Package};
     use patchmesh_protocol::manifest::{Applicability, PackageFix};
-    use patchmesh_protocol::{Hash, Installer};
 
     use super::*;
+    use crate::inventory::fixtures::{deb_manifest, debian_inventory};
 
     fn inventory(version: &str, time: Timestamp) -> Inventory {
-        Inventory {
-            peer: "p".into(),
-            host: "pc-1".into(),
-            os: OsInfo {
-                id: "debian".into(),
-                arch: "amd64".into(),
-                ..OsInfo::default()
-            },
-            uptime_secs: 0,
-            reboot_pending: false,
-            packages: vec![Package {
-                name: "pm-demo".into(),
-                version: version.into(),
-                arch: "all".into(),
-            }],
-            adapter: "dpkg".into(),
-            agent_version: "0".into(),
-            time,
-            seq: 1,
-        }
+        let mut inventory = debian_inventory(&[("pm-demo", version)]);
+        inventory.time = time;
+        inventory
     }
 
     fn manifest(severity: Severity, os: &str) -> Manifest {
-        Manifest {
-            name: "pm-demo".into(),
-            version: "1.2-1".into(),
-            revision: 1,
-            issued: Timestamp::UNIX_EPOCH,
-            expires: Timestamp::MAX,
-            vendor: String::new(),
-            severity,
-            cvss: Some(9.8),
-            cves: vec!["CVE-2026-0001".into()],
-            released: Some("2026-01-01".into()),
-            size: 1,
-            chunk_size: 65_536,
-            chunks: vec![Hash([0; 32])],
-            payload_hash: Hash([0; 32]),
-            installer: Installer::Deb {
+        let applies_to = Applicability {
+            os: vec![os.into()],
+            packages: vec![PackageFix {
                 package: "pm-demo".into(),
-            },
-            detect: None,
-            reboot_required: false,
-            applies_to: Applicability {
-                os: vec![os.into()],
-                packages: vec![PackageFix {
-                    package: "pm-demo".into(),
-                    introduced: None,
-                    fixed: "1.2-1".into(),
-                }],
-                ..Applicability::default()
-            },
+                introduced: None,
+                fixed: "1.2-1".into(),
+            }],
+            ..Applicability::default()
+        };
+        let mut manifest = deb_manifest("pm-demo", "1.2-1", severity, applies_to);
+        manifest.cves = vec!["CVE-2026-0001".into()];
+        manifest.released = Some("2026-01-01".into());
+        manifest
+    }
+
+    /// A host `pc-1` with `inventory` and the report states `patches`.
+    fn host<'a>(
+        member: &'a Membership,
+        inventory: &'a Inventory,
+        patches: &'a [PatchStatus],
+    ) -> HostInput<'a> {
+        HostInput {
+            peer: "p",
+            member,
+            last_seen: None,
+            inventory: Some(inventory),
+            patches,
         }
     }
 
@@ -278,13 +258,7 @@ mod tests {
         let old = inventory("1.1-1", Timestamp::UNIX_EPOCH);
         let manifest = manifest(Severity::Critical, "debian");
         let policy = policy(Severity::Important);
-        let host = HostInput {
-            peer: "p",
-            member: &member,
-            last_seen: None,
-            inventory: Some(&old),
-            patches: &[],
-        };
+        let host = host(&member, &old, &[]);
         let view = inventory_view(&[host], &[&manifest], &[&policy], Timestamp::UNIX_EPOCH);
         let host = &view.hosts[0];
         assert_eq!(host.missing.len(), 1);
@@ -303,13 +277,7 @@ mod tests {
         let new = inventory("1.2-1", Timestamp::UNIX_EPOCH);
         let manifest = manifest(Severity::Critical, "debian");
         let policy = policy(Severity::Important);
-        let host = HostInput {
-            peer: "p",
-            member: &member,
-            last_seen: None,
-            inventory: Some(&new),
-            patches: &[],
-        };
+        let host = host(&member, &new, &[]);
         let view = inventory_view(&[host], &[&manifest], &[&policy], Timestamp::UNIX_EPOCH);
         assert!(view.hosts[0].missing.is_empty());
         assert_eq!(view.hosts[0].policies[0].required.len(), 1);
@@ -322,13 +290,7 @@ mod tests {
         let ubuntu = manifest(Severity::Critical, "ubuntu");
         let policy_for_critical = policy(Severity::Critical);
         let low = manifest(Severity::Low, "debian");
-        let host = HostInput {
-            peer: "p",
-            member: &member,
-            last_seen: None,
-            inventory: Some(&old),
-            patches: &[],
-        };
+        let host = host(&member, &old, &[]);
         let view = inventory_view(
             std::slice::from_ref(&host),
             &[&ubuntu],
@@ -371,13 +333,7 @@ mod tests {
             bytes_cross_site: 0,
         };
         let statuses = [status];
-        let host = HostInput {
-            peer: "p",
-            member: &member,
-            last_seen: None,
-            inventory: Some(&old),
-            patches: &statuses,
-        };
+        let host = host(&member, &old, &statuses);
         let view = inventory_view(&[host], &[&manifest], &[], Timestamp::UNIX_EPOCH);
         assert!(view.hosts[0].missing.is_empty());
     }

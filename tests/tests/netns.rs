@@ -1,0 +1,80 @@
+//! Scenarios that need real networks: they build their own network
+//! namespaces, links shaped with tc, bridges and routers, run real node
+//! processes in them and clean up after themselves. They need root and
+//! iproute2; without them each test says so and passes without running.
+
+use std::process::Command;
+
+use patchmesh_tests::binaries;
+
+/// Whether this process may create network namespaces.
+fn can_build_namespaces() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let tools = ["ip", "tc"].iter().all(|tool| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    root && tools
+}
+
+/// Runs a scenario script from the repository and fails with its output
+/// when it exits non-zero.
+fn run_scenario(script: &str, args: &[&str]) {
+    if !can_build_namespaces() {
+        eprintln!("skipped {script}: needs root, ip and tc to build network namespaces");
+        return;
+    }
+    let bin_dir = binaries()
+        .node
+        .parent()
+        .expect("binaries live in a folder")
+        .to_path_buf();
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let output = Command::new("bash")
+        .arg(format!("{repo}/{script}"))
+        .args(args)
+        .env("PATCHMESH_BIN", &bin_dir)
+        .output()
+        .expect("bash runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{stderr}");
+    assert!(
+        output.status.success(),
+        "{script} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+}
+
+#[test]
+fn branch_offices_pull_each_chunk_over_wan_once() {
+    run_scenario(
+        "bench/branch_offices.sh",
+        &[
+            "--mode",
+            "sharing",
+            "--check",
+            "--json",
+            "--size-mib",
+            "32",
+            "--max-ratio",
+            "1.10",
+        ],
+    );
+}
+
+#[test]
+fn airgapped_site_installs_from_bundle_and_reports_back() {
+    run_scenario("tests/netns/airgap.sh", &[]);
+}
+
+#[test]
+fn site_behind_relay_pulls_patch_across_once() {
+    run_scenario("tests/netns/relay.sh", &["16", "1.10"]);
+}
