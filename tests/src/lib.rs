@@ -17,7 +17,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use patchmesh_node::config::Config;
+use patchmesh_node::config::{ClockConfig, Commands, Config};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -189,35 +189,20 @@ impl Admin {
     /// Signs `payload` as patch `name@1`, installed with [`INSTALL_COMMAND`],
     /// cut into chunks of `chunk_size` bytes.
     pub fn add_patch(&self, name: &str, payload: &[u8], chunk_size: u32) -> Patch {
-        let file = format!("{name}.payload");
-        std::fs::write(self.path(&file), payload).expect("write payload");
-        let out = format!("patch-{name}");
         let chunk_size = chunk_size.to_string();
-        let json = self.signer_json(&[
-            "patch",
-            "add",
-            &file,
-            "--name",
+        self.add_patch_with(
             name,
-            "--version",
             "1",
-            "--severity",
-            "important",
-            "--install",
-            INSTALL_COMMAND,
-            "--chunk-size",
-            &chunk_size,
-            "--key",
-            "admin.key",
-            "--out",
-            &out,
-        ]);
-        Patch {
-            reference: format!("{name}@1"),
-            dir: self.path(&out),
-            payload_hash: json["payload_hash"].as_str().expect("payload_hash").into(),
-            chunks: json["chunks"].as_u64().expect("chunks") as usize,
-        }
+            payload,
+            &[
+                "--severity",
+                "important",
+                "--install",
+                INSTALL_COMMAND,
+                "--chunk-size",
+                &chunk_size,
+            ],
+        )
     }
 
     /// Writes a policy `id` for every node naming `patches` and signs it with
@@ -234,6 +219,61 @@ impl Admin {
         let out = format!("{id}-{}.policy", key.trim_end_matches(".key"));
         self.signer_json(&["policy", "sign", &toml, "--key", key, "--out", &out]);
         self.path(&out)
+    }
+
+    /// Signs `payload` as patch `name@version` with the extra `patch add`
+    /// arguments `args`: `--severity`, which is required, the installer
+    /// (`--install`, `--rollback`, `--replace`) and flags such as `--reboot`.
+    pub fn add_patch_with(
+        &self,
+        name: &str,
+        version: &str,
+        payload: &[u8],
+        args: &[&str],
+    ) -> Patch {
+        let file = format!("{name}-{version}.payload");
+        std::fs::write(self.path(&file), payload).expect("write payload");
+        let out = format!("patch-{name}-{version}");
+        let mut all = vec![
+            "patch",
+            "add",
+            &file,
+            "--name",
+            name,
+            "--version",
+            version,
+            "--key",
+            "admin.key",
+            "--out",
+            &out,
+        ];
+        all.extend_from_slice(args);
+        let json = self.signer_json(&all);
+        Patch {
+            reference: format!("{name}@{version}"),
+            dir: self.path(&out),
+            payload_hash: json["payload_hash"].as_str().expect("payload_hash").into(),
+            chunks: json["chunks"].as_u64().expect("chunks") as usize,
+        }
+    }
+
+    /// Signs the policy TOML `text` with `admin.key`; returns the signed
+    /// file, `{id}.policy`.
+    pub fn sign_policy_text(&self, id: &str, text: &str) -> PathBuf {
+        let toml = format!("{id}.toml");
+        std::fs::write(self.path(&toml), text).expect("write policy");
+        let out = format!("{id}.policy");
+        self.signer_json(&["policy", "sign", &toml, "--key", "admin.key", "--out", &out]);
+        self.path(&out)
+    }
+
+    /// Signs an admin action (`approve`, `halt`, `resume` or `rollback`
+    /// with its arguments) with `admin.key` into `out`; returns that file.
+    pub fn sign_action(&self, args: &[&str], out: &str) -> PathBuf {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--key", "admin.key", "--out", out]);
+        self.signer_json(&all);
+        self.path(out)
     }
 
     /// Publishes files or folders to the node at `url`; returns the output,
@@ -269,6 +309,8 @@ impl Default for Admin {
 pub struct NodeOptions {
     pub host: String,
     pub site: String,
+    /// Groups given to `patchmesh-node init --group`.
+    pub groups: Vec<String>,
     pub observer: bool,
     /// Multiaddrs with `/p2p/PEER` to dial at start.
     pub bootstrap: Vec<String>,
@@ -276,6 +318,11 @@ pub struct NodeOptions {
     pub requests_per_peer: Option<usize>,
     /// Value of `PATCHMESH_LOG`; the node's default filter when `None`.
     pub log_filter: Option<String>,
+    /// The config's `[clock]`: a test clock with an offset and a speed-up.
+    pub clock: ClockConfig,
+    /// The config's `[commands]`. They run with the data folder as working
+    /// folder, so relative paths such as `calls.log` stay inside it.
+    pub commands: Commands,
 }
 
 impl NodeOptions {
@@ -291,6 +338,25 @@ impl NodeOptions {
     /// Makes the node an observer.
     pub fn observer(mut self) -> Self {
         self.observer = true;
+        self
+    }
+
+    /// Adds `group` to the node's groups.
+    pub fn group(mut self, group: &str) -> Self {
+        self.groups.push(group.into());
+        self
+    }
+
+    /// Runs the node on a test clock that runs `speed` times faster than
+    /// the system clock.
+    pub fn clock_speed(mut self, speed: f64) -> Self {
+        self.clock.speed = speed;
+        self
+    }
+
+    /// Sets the machine commands (reboot, notify, isolation and so on).
+    pub fn commands(mut self, commands: Commands) -> Self {
+        self.commands = commands;
         self
     }
 
@@ -328,6 +394,9 @@ impl Node {
         if options.observer {
             init.arg("--observer");
         }
+        for group in &options.groups {
+            init.args(["--group", group]);
+        }
         for addr in &options.bootstrap {
             init.args(["--bootstrap", addr]);
         }
@@ -337,11 +406,13 @@ impl Node {
             "patchmesh-node init failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+        let mut config = Config::load(dir.path()).expect("config written by init");
         if let Some(requests) = options.requests_per_peer {
-            let mut config = Config::load(dir.path()).expect("config written by init");
             config.transfer.requests_per_peer = requests;
-            std::fs::write(dir.path().join("config.toml"), config.to_toml()).expect("write config");
         }
+        config.clock = options.clock.clone();
+        config.commands = options.commands.clone();
+        std::fs::write(dir.path().join("config.toml"), config.to_toml()).expect("write config");
 
         let mut node = Node {
             options,
