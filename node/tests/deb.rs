@@ -185,3 +185,73 @@ async fn broken_deb_fails_with_dpkg_output() {
     let err = dpkg.install("pm-demo", &deb).await.unwrap_err();
     assert!(matches!(err, DebError::Exit { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn inventory_sees_install_and_rollback() {
+    use jiff::Timestamp;
+    use patchmesh_node::inventory::applicability::evaluate;
+    use patchmesh_node::inventory::{AdapterKind, Collector, Identity, InventoryConfig};
+    use patchmesh_protocol::inventory::InventoryUpdate;
+    use patchmesh_protocol::manifest::{Applicability, PackageFix};
+
+    if !dpkg_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let old = build_deb(dir.path(), "pm-demo", "1.1-1");
+    let new = build_deb(dir.path(), "pm-demo", "1.2-1");
+    let dpkg = private_dpkg(dir.path(), vec![]);
+    dpkg.install("pm-demo", &old).await.expect("first install");
+
+    // OS facts come from files in the temporary folder too.
+    let proc_dir = dir.path().join("proc");
+    fs::create_dir_all(proc_dir.join("sys/kernel")).unwrap();
+    fs::write(proc_dir.join("sys/kernel/osrelease"), "6.1.0-test\n").unwrap();
+    fs::write(proc_dir.join("uptime"), "5.0 5.0\n").unwrap();
+    fs::write(dir.path().join("os-release"), "ID=debian\nVERSION_ID=12\n").unwrap();
+    let config = InventoryConfig {
+        adapter: AdapterKind::Dpkg,
+        dpkg_status: dpkg.status_file(),
+        os_release: dir.path().join("os-release"),
+        proc_dir,
+        reboot_required: dir.path().join("reboot-required"),
+        arch: "amd64".into(),
+        ..InventoryConfig::default()
+    };
+    let identity = Identity {
+        peer: "12D3KooWTest".into(),
+        host: "pc-1".into(),
+        agent_version: "0".into(),
+    };
+    let mut collector = Collector::new(config, identity);
+    let fix = Applicability {
+        os: vec!["debian".into()],
+        packages: vec![PackageFix {
+            package: "pm-demo".into(),
+            introduced: None,
+            fixed: "1.2".into(),
+        }],
+        ..Applicability::default()
+    };
+
+    let now = Timestamp::now();
+    collector.refresh(now).await.expect("collects");
+    let before = collector.current().unwrap().clone();
+    assert!(evaluate(&fix, &before).unwrap().needs_install());
+
+    let record = dpkg.install("pm-demo", &new).await.expect("upgrade");
+    let update = collector.refresh(now).await.expect("collects");
+    assert!(
+        matches!(update, Some(InventoryUpdate::Delta(_))),
+        "{update:?}"
+    );
+    assert!(!evaluate(&fix, collector.current().unwrap())
+        .unwrap()
+        .needs_install());
+
+    dpkg.rollback(&record).await.expect("rollback");
+    collector.refresh(now).await.expect("collects");
+    assert!(evaluate(&fix, collector.current().unwrap())
+        .unwrap()
+        .needs_install());
+}
