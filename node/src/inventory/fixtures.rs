@@ -5,7 +5,7 @@ use patchmesh_protocol::inventory::{Inventory, OsInfo, Package};
 use patchmesh_protocol::manifest::Applicability;
 use patchmesh_protocol::{Hash, Installer, Manifest, Severity};
 
-/// A Debian amd64 inventory of host `pc-1` with `(name, version)` packages.
+/// Builds a Debian amd64 inventory of host `pc-1` with `(name, version)` packages.
 pub fn debian_inventory(packages: &[(&str, &str)]) -> Inventory {
     let packages = packages
         .iter()
@@ -33,7 +33,7 @@ pub fn debian_inventory(packages: &[(&str, &str)]) -> Inventory {
     }
 }
 
-/// A valid one-chunk manifest of a `deb` patch.
+/// Builds a valid one-chunk manifest of a `deb` patch.
 pub fn deb_manifest(
     name: &str,
     version: &str,
