@@ -12,6 +12,7 @@ pub mod command;
 pub mod dpkg;
 #[cfg(test)]
 mod fixtures;
+pub mod history;
 pub mod system;
 pub mod views;
 
