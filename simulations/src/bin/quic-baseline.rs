@@ -1,0 +1,107 @@
+//! Raw QUIC throughput on loopback: one quinn connection, one stream, no
+//! libp2p. `bench/transfer.sh` runs it as the ceiling that a node's chunk
+//! transfer over libp2p's QUIC transport can approach on the same machine.
+//!
+//! The sender and the receiver run in one process, each on its own endpoint
+//! bound to 127.0.0.1, with a self-signed certificate from rcgen. rustls with
+//! aws-lc-rs negotiates its default first cipher suite (AES-128-GCM where the
+//! CPU has AES instructions).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use quinn::{ClientConfig, Endpoint, ServerConfig};
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+
+/// Size of each write and of the buffer the sender repeats.
+const WRITE_SIZE: usize = 1 << 20;
+
+#[derive(Parser)]
+#[command(about = "Move bytes over one raw quinn stream on loopback and print the throughput")]
+struct Args {
+    /// Bytes to send, in MiB.
+    #[arg(long, default_value_t = 256)]
+    size_mib: u64,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the tokio runtime")?;
+    let bytes = args.size_mib * (1 << 20);
+    let (received, secs) = runtime.block_on(transfer(bytes))?;
+    if received != bytes {
+        bail!("receiver got {received} bytes, expected {bytes}");
+    }
+    let mb_per_s = bytes as f64 / secs / 1e6;
+    eprintln!("raw quinn: {bytes} bytes in {secs:.3} s, {mb_per_s:.1} MB/s");
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "bytes": bytes, "secs": secs, "mb_per_s": mb_per_s })
+        );
+    }
+    Ok(())
+}
+
+/// Sends `bytes` from a server endpoint to a client endpoint over one
+/// unidirectional stream and returns the bytes received and the seconds
+/// from the first byte written to the last byte read.
+async fn transfer(bytes: u64) -> Result<(u64, f64)> {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()])
+        .context("failed to generate a self-signed certificate")?;
+    let cert = CertificateDer::from(certified.cert.der().to_vec());
+    let key = PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der());
+
+    let server_config = ServerConfig::with_single_cert(vec![cert.clone()], key.into())
+        .context("invalid server certificate")?;
+    let server = Endpoint::server(server_config, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .context("failed to bind the sending endpoint")?;
+    let server_addr = server.local_addr()?;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert)?;
+    let client_config = ClientConfig::with_root_certificates(Arc::new(roots))?;
+    let mut client = Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .context("failed to bind the receiving endpoint")?;
+    client.set_default_client_config(client_config);
+
+    // The sender writes the same buffer until `bytes` are out, then waits
+    // for the receiver to close the connection.
+    let sender = tokio::spawn(async move {
+        let incoming = server.accept().await.context("sending endpoint closed")?;
+        let connection = incoming.await?;
+        let mut stream = connection.open_uni().await?;
+        let buffer = vec![0x5au8; WRITE_SIZE];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(WRITE_SIZE as u64) as usize;
+            stream.write_all(&buffer[..n]).await?;
+            left -= n as u64;
+        }
+        stream.finish()?;
+        connection.closed().await;
+        anyhow::Ok(())
+    });
+
+    let connection = client.connect(server_addr, "localhost")?.await?;
+    let mut stream = connection.accept_uni().await?;
+    let started = Instant::now();
+    let mut received = 0u64;
+    while let Some(chunk) = stream.read_chunk(WRITE_SIZE, true).await? {
+        received += chunk.bytes.len() as u64;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    connection.close(0u32.into(), b"done");
+    sender.await.context("sender task panicked")??;
+    client.wait_idle().await;
+    Ok((received, secs))
+}
