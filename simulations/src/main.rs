@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod run;
 
 #[derive(Parser)]
 #[command(
@@ -24,13 +25,15 @@ struct Cli {
 enum Command {
     /// Start real nodes on loopback, publish one patch and watch it install.
     Demo(demo::DemoArgs),
-    // The modelled fleet simulator (`run`) goes here.
+    /// Simulate a fleet of branch offices fetching one patch from HQ.
+    Run(run::RunArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(code) => code,
