@@ -1,8 +1,9 @@
 //! The patchmesh agent.
 //!
-//! A node inventories nothing yet beyond its config; it admits signed
-//! objects ([`trust`]), stores them ([`store`]), fetches chunks from peers
-//! ([`fetch`]), installs patches ([`install`]) and reports to observers.
+//! A node admits signed objects ([`trust`]), stores them ([`store`]),
+//! fetches chunks from peers ([`fetch`]), installs patches ([`install`],
+//! [`deb`]) and reports to observers. [`inventory`] lists the machine's OS
+//! and packages and decides which patches it is missing.
 //! [`agent`] drives all of it from one event loop over the libp2p swarm
 //! ([`net`]); [`control`] is the local HTTP API the signer talks to.
 
