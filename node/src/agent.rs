@@ -9,6 +9,7 @@
 mod airgap;
 mod cache;
 mod chunks;
+pub mod inventory;
 mod patches;
 mod peers;
 mod reports;
@@ -86,6 +87,12 @@ enum Work {
         /// rather than this node (full disk, quota).
         result: Result<(), (String, bool)>,
     },
+    /// An inventory refresh finished: the update to send, if any, and the
+    /// latest good inventory.
+    Inventory(
+        Option<Box<patchmesh_protocol::inventory::InventoryUpdate>>,
+        Option<Box<patchmesh_protocol::inventory::Inventory>>,
+    ),
     /// A background action of a track finished: the track key, the event
     /// to feed back, and what an installer kept for rollback.
     Event(
@@ -128,6 +135,8 @@ pub struct Shared {
     pub info: Arc<RwLock<NodeInfo>>,
     /// Clock of the node.
     pub clock: Clock,
+    /// Patch events from collected reports, for the history view.
+    pub history: Arc<std::sync::Mutex<crate::inventory::history::HistoryLog>>,
 }
 
 /// Why a pending sync request was sent.
@@ -140,6 +149,7 @@ enum SyncPurpose {
     Report,
     Peers,
     Reports,
+    Inventory,
 }
 
 /// The running agent.
@@ -177,6 +187,13 @@ pub struct Agent {
     wan_budget: chunks::WanBudget,
     last_import_scan: Instant,
     last_sweep: Instant,
+    collector: inventory::SharedCollector,
+    /// Latest good inventory of this machine.
+    inventory: Option<patchmesh_protocol::inventory::Inventory>,
+    last_inventory: Option<Instant>,
+    inventory_due: bool,
+    inventory_running: bool,
+    inventory_full_next: bool,
     work_tx: mpsc::Sender<Work>,
     work_rx: mpsc::Receiver<Work>,
     started: Instant,
@@ -259,9 +276,23 @@ impl Agent {
             listed_chunks: Arc::new(RwLock::new(HashSet::new())),
             info: Arc::new(RwLock::new(info)),
             clock,
+            history: Arc::new(std::sync::Mutex::new(
+                crate::inventory::history::HistoryLog::new(
+                    crate::inventory::history::DEFAULT_MAX_EVENTS,
+                ),
+            )),
         };
         let (work_tx, work_rx) = mpsc::channel(1024);
         let (command_tx, command_rx) = mpsc::channel(256);
+        let collector =
+            std::sync::Arc::new(tokio::sync::Mutex::new(crate::inventory::Collector::new(
+                config.inventory.clone(),
+                crate::inventory::Identity {
+                    peer: local.to_base58(),
+                    host: config.host.clone(),
+                    agent_version: env!("CARGO_PKG_VERSION").to_string(),
+                },
+            )));
         let agent = Agent {
             config,
             data_dir: data_dir.to_path_buf(),
@@ -291,6 +322,12 @@ impl Agent {
             wan_budget: chunks::WanBudget::default(),
             last_import_scan: Instant::now(),
             last_sweep: Instant::now(),
+            collector,
+            inventory: None,
+            last_inventory: None,
+            inventory_due: true,
+            inventory_running: false,
+            inventory_full_next: false,
             work_tx,
             work_rx,
             started: Instant::now(),
@@ -553,6 +590,9 @@ impl Agent {
                 result,
             } => self.on_fetched(payload, peer, index, bytes, result),
             Work::Event(key, event, record) => self.on_track_event(key, event, record),
+            Work::Inventory(update, current) => {
+                self.on_inventory(update.map(|u| *u), current.map(|c| *c))
+            }
         }
     }
 
@@ -567,6 +607,7 @@ impl Agent {
         self.maybe_poll_fleet();
         self.maybe_scan_import_dir();
         self.maybe_collect_chunks();
+        self.maybe_refresh_inventory();
     }
 
     fn write_listen_file(&self) {

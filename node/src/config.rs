@@ -53,6 +53,12 @@ pub struct Config {
     /// Transfer settings.
     #[serde(default)]
     pub transfer: TransferConfig,
+    /// Inventory adapter and its sources.
+    #[serde(default)]
+    pub inventory: crate::inventory::InventoryConfig,
+    /// dpkg settings of the `deb` installer.
+    #[serde(default)]
+    pub deb: crate::deb::DebConfig,
     /// Commands that change the machine.
     #[serde(default)]
     pub commands: Commands,
@@ -218,6 +224,8 @@ mod tests {
             import_dir: None,
             max_clock_skew_secs: 3_600,
             transfer: TransferConfig::default(),
+            inventory: Default::default(),
+            deb: Default::default(),
             commands: Commands::default(),
             clock: ClockConfig::default(),
         };

@@ -71,6 +71,8 @@ pub async fn serve(
         .route("/v1/bundles/import", post(import_bundle))
         .route("/v1/reports/import", post(import_reports))
         .route("/v1/reports/export", get(export_reports))
+        .route("/v1/inventory", get(inventory))
+        .route("/v1/history", get(history))
         .layer(DefaultBodyLimit::max(REPORT_FILE_LIMIT))
         .with_state(state);
     axum::serve(listener, app)
@@ -284,4 +286,109 @@ async fn export_reports(State(state): State<ControlState>) -> Result<Vec<u8>, Ap
         .map(|r| r.signed)
         .collect();
     Ok(ReportBundle { reports }.encode())
+}
+
+/// Verified live bodies of `kind` at `now`.
+fn live_bodies<B: patchmesh_protocol::Body>(
+    shared: &Shared,
+    kind: patchmesh_protocol::Kind,
+    now: jiff::Timestamp,
+) -> Vec<B> {
+    shared
+        .meta
+        .live_of_kind(kind)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| s.decode_body::<B>().ok())
+        .filter(|b| b.expires() > now)
+        .collect()
+}
+
+async fn inventory(State(state): State<ControlState>) -> Result<Json<Value>, ApiError> {
+    use crate::inventory::views::{inventory_view, HostInput};
+    use patchmesh_protocol::policy::Membership;
+    use patchmesh_protocol::{Kind, Manifest, Policy};
+
+    let now = state.shared.clock.now();
+    let reports: Vec<patchmesh_protocol::NodeReport> = state
+        .shared
+        .meta
+        .reports()
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .iter()
+        .filter_map(|r| {
+            SignedReport::verify_bytes(&r.signed)
+                .ok()
+                .map(|(_, report)| report)
+        })
+        .collect();
+    let inventories = crate::agent::inventory::stored_inventories(&state.shared.meta);
+    let manifests: Vec<Manifest> = live_bodies(&state.shared, Kind::Manifest, now);
+    let policies: Vec<Policy> = live_bodies(&state.shared, Kind::Policy, now);
+
+    // One entry per peer seen in a report or an inventory.
+    let mut peers: Vec<String> = reports.iter().map(|r| r.peer.clone()).collect();
+    peers.extend(inventories.iter().map(|i| i.peer.clone()));
+    peers.sort();
+    peers.dedup();
+    let members: Vec<(String, Membership, Option<jiff::Timestamp>)> = peers
+        .iter()
+        .map(|peer| {
+            let report = reports.iter().find(|r| &r.peer == peer);
+            let inventory = inventories.iter().find(|i| &i.peer == peer);
+            let member = Membership {
+                host: report
+                    .map(|r| r.host.clone())
+                    .or_else(|| inventory.map(|i| i.host.clone()))
+                    .unwrap_or_default(),
+                site: report.map(|r| r.site.clone()).unwrap_or_default(),
+                groups: report.map(|r| r.groups.clone()).unwrap_or_default(),
+            };
+            let seen = [report.map(|r| r.time), inventory.map(|i| i.time)]
+                .into_iter()
+                .flatten()
+                .max();
+            (peer.clone(), member, seen)
+        })
+        .collect();
+    let hosts: Vec<HostInput> = members
+        .iter()
+        .map(|(peer, member, seen)| HostInput {
+            peer,
+            member,
+            last_seen: *seen,
+            inventory: inventories.iter().find(|i| &i.peer == peer),
+            patches: reports
+                .iter()
+                .find(|r| &r.peer == peer)
+                .map(|r| r.patches.as_slice())
+                .unwrap_or(&[]),
+        })
+        .collect();
+    let manifest_refs: Vec<&Manifest> = manifests.iter().collect();
+    let policy_refs: Vec<&Policy> = policies.iter().collect();
+    let view = inventory_view(&hosts, &manifest_refs, &policy_refs, now);
+    Ok(Json(
+        serde_json::to_value(view).expect("inventory views always serialize"),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct HistoryQuery {
+    host: Option<String>,
+    from: Option<jiff::civil::Date>,
+    to: Option<jiff::civil::Date>,
+}
+
+async fn history(
+    State(state): State<ControlState>,
+    axum::extract::Query(query): axum::extract::Query<HistoryQuery>,
+) -> Json<Value> {
+    let log = state
+        .shared
+        .history
+        .lock()
+        .expect("history lock is never poisoned");
+    let events = log.query(query.host.as_deref(), query.from, query.to);
+    Json(json!({ "events": events, "dropped": log.dropped() }))
 }

@@ -25,6 +25,8 @@ pub struct InstallRecord {
     pub backup: Option<PathBuf>,
     /// Whether the replaced file existed before.
     pub had_previous: bool,
+    /// What the deb installer did, for its rollback.
+    pub deb: Option<crate::deb::DebRecord>,
 }
 
 /// Why an install or rollback failed.
@@ -52,9 +54,9 @@ pub enum InstallError {
     /// The patch cannot be rolled back.
     #[error("patch has no rollback ({0})")]
     NoRollback(&'static str),
-    /// This installer kind is not supported on this node.
-    #[error("installer kind {0:?} is not supported by this node")]
-    Unsupported(&'static str),
+    /// dpkg failed or the package does not match the manifest.
+    #[error("deb installer: {0}")]
+    Deb(String),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> InstallError + '_ {
@@ -114,13 +116,24 @@ pub(crate) fn tail(text: &str) -> String {
     text[start..].trim().to_string()
 }
 
-/// Installs `manifest`'s payload at `payload`; `backup_dir` keeps what the
-/// file installer replaces.
+/// Where installers keep what they need beyond the manifest.
+#[derive(Clone, Debug)]
+pub struct InstallContext {
+    /// Folder where the file installer keeps what it replaces.
+    pub backup_dir: std::path::PathBuf,
+    /// The node's data folder.
+    pub data_dir: std::path::PathBuf,
+    /// dpkg settings of the deb installer.
+    pub deb: crate::deb::DebConfig,
+}
+
+/// Installs `manifest`'s payload at `payload`.
 pub async fn install(
     manifest: &Manifest,
     payload: &Path,
-    backup_dir: &Path,
+    context: &InstallContext,
 ) -> Result<InstallRecord, InstallError> {
+    let backup_dir = context.backup_dir.as_path();
     match &manifest.installer {
         Installer::Command {
             install,
@@ -128,7 +141,18 @@ pub async fn install(
             ..
         } => run_command(install, Some(payload), Duration::from_secs(*timeout_secs)).await,
         Installer::File { path, mode } => replace_file(payload, Path::new(path), *mode, backup_dir),
-        Installer::Deb { .. } => Err(InstallError::Unsupported("deb")),
+        Installer::Deb { package } => {
+            let dpkg = crate::deb::Dpkg::new(&context.deb, &context.data_dir);
+            let record = dpkg
+                .install(package, payload)
+                .await
+                .map_err(|e| InstallError::Deb(e.to_string()))?;
+            Ok(InstallRecord {
+                output: record.output.clone(),
+                deb: Some(record),
+                ..InstallRecord::default()
+            })
+        }
     }
 }
 
@@ -137,6 +161,7 @@ pub async fn rollback(
     manifest: &Manifest,
     payload: Option<&Path>,
     record: &InstallRecord,
+    context: &InstallContext,
 ) -> Result<InstallRecord, InstallError> {
     match &manifest.installer {
         Installer::Command {
@@ -148,7 +173,23 @@ pub async fn rollback(
             "the manifest names no rollback command",
         )),
         Installer::File { path, .. } => restore_file(Path::new(path), record),
-        Installer::Deb { .. } => Err(InstallError::Unsupported("deb")),
+        Installer::Deb { .. } => {
+            let Some(deb) = &record.deb else {
+                return Err(InstallError::NoRollback(
+                    "no record of the deb install was kept",
+                ));
+            };
+            let dpkg = crate::deb::Dpkg::new(&context.deb, &context.data_dir);
+            let restored = dpkg
+                .rollback(deb)
+                .await
+                .map_err(|e| InstallError::Deb(e.to_string()))?;
+            Ok(InstallRecord {
+                output: restored.output.clone(),
+                deb: Some(restored),
+                ..InstallRecord::default()
+            })
+        }
     }
 }
 
@@ -197,6 +238,7 @@ fn replace_file(
         output: format!("replaced {}", target.display()),
         backup: had_previous.then_some(backup),
         had_previous,
+        deb: None,
     })
 }
 

@@ -24,7 +24,7 @@ use patchmesh_protocol::inventory::{Inventory, InventoryUpdate, OsInfo};
 use serde::{Deserialize, Serialize};
 
 /// Adapter that lists the installed packages.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum AdapterKind {
     /// No package list; the inventory has OS facts only.

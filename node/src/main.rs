@@ -161,6 +161,16 @@ struct InitArgs {
     /// Folder watched for `*.bundle` files to import (a USB mount).
     #[arg(long)]
     import_dir: Option<PathBuf>,
+    /// Inventory adapter: none, dpkg or command (the command is set in
+    /// config.toml under [inventory]).
+    #[arg(long, value_enum, default_value = "none")]
+    inventory: patchmesh_node::inventory::AdapterKind,
+    /// dpkg status file read by the dpkg adapter.
+    #[arg(long)]
+    dpkg_status: Option<PathBuf>,
+    /// Root folder the deb installer installs packages into (dpkg --root).
+    #[arg(long)]
+    deb_root: Option<PathBuf>,
 }
 
 fn init(args: InitArgs) -> anyhow::Result<()> {
@@ -199,6 +209,17 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
         import_dir: args.import_dir,
         max_clock_skew_secs: 3_600,
         transfer: Default::default(),
+        inventory: patchmesh_node::inventory::InventoryConfig {
+            adapter: args.inventory,
+            dpkg_status: args
+                .dpkg_status
+                .unwrap_or_else(|| "/var/lib/dpkg/status".into()),
+            ..Default::default()
+        },
+        deb: patchmesh_node::deb::DebConfig {
+            root: args.deb_root.unwrap_or_default(),
+            ..Default::default()
+        },
         commands: Default::default(),
         clock: Default::default(),
     };

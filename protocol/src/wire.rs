@@ -83,6 +83,9 @@ pub enum SyncRequest {
     /// Ask an observer for the signed reports it collected, so a node can
     /// judge rollout waves itself from reports it verifies.
     Reports,
+    /// Hand over a signed inventory update
+    /// ([`crate::inventory::SignedInventory`] bytes; observers only).
+    Inventory(Vec<u8>),
 }
 
 /// Response of the sync protocol.
@@ -115,6 +118,8 @@ pub enum SyncResponse {
     /// Signed reports ([`crate::report::SignedReport`] bytes), at most
     /// [`limits::MAX_REPORTS_PER_REPLY`].
     Reports(Vec<Vec<u8>>),
+    /// The inventory update was stored.
+    InventoryAccepted,
     /// The request was refused.
     Refused(String),
 }

@@ -9,7 +9,6 @@
 //! repeated.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -248,6 +247,15 @@ impl Agent {
                 if !rollout::targeting::selects(policy, &patch, manifest.severity) {
                     continue;
                 }
+                // Severity-selected patches are tracked only where they
+                // apply; listed patches always get a track, whose reason
+                // then says why nothing happens.
+                if policy.content.min_severity.is_some()
+                    && !policy.content.patches.contains(&patch)
+                    && !self.applies(manifest, &round)
+                {
+                    continue;
+                }
                 let key = track_key(&policy.id, &patch);
                 if !self.tracks.contains_key(&key) {
                     tracing::info!(patch = %patch, policy = %policy.id, "patch targets this node");
@@ -273,6 +281,28 @@ impl Agent {
             }
         }
         self.apply_host_settings(&round);
+    }
+
+    /// Whether `manifest` applies to this machine and is missing here, by
+    /// the latest inventory. Without a package inventory every patch
+    /// applies, as the admin targeted it.
+    fn applies(&self, manifest: &Manifest, round: &Round) -> bool {
+        let Some(inventory) = &self.inventory else {
+            return true;
+        };
+        if self.config.inventory.adapter == crate::inventory::AdapterKind::None {
+            return true;
+        }
+        let verdicts =
+            crate::inventory::applicability::evaluate_all(round.manifests.values(), inventory);
+        match verdicts.get(&manifest.patch_ref()) {
+            Some(Ok(verdict)) => verdict.needs_install(),
+            Some(Err(e)) => {
+                tracing::warn!(patch = %manifest.patch_ref(), error = %e, "cannot decide applicability; treating the patch as applicable");
+                true
+            }
+            None => true,
+        }
     }
 
     /// Makes every track due for a step and plans: a policy, order,
@@ -307,7 +337,7 @@ impl Agent {
             severity: manifest.severity,
             reboot_required: manifest.reboot_required,
             published: manifest.issued,
-            applies: true,
+            applies: self.applies(manifest, round),
         };
         let others: Vec<OtherTrack> = self
             .tracks
@@ -379,16 +409,19 @@ impl Agent {
                 let payload = self.shared.chunks.payload_path(&manifest.payload_hash);
                 let manifest = manifest.clone();
                 let work = self.work_tx.clone();
+                let context = self.install_context(&manifest);
                 tokio::spawn(async move {
                     let payload = payload.exists().then_some(payload);
-                    let event =
-                        match install::rollback(&manifest, payload.as_deref(), &record).await {
-                            Ok(_) => Event::RollbackSucceeded,
-                            Err(e) => Event::RollbackFailed {
-                                error: e.to_string(),
-                            },
-                        };
-                    let _ = work.send(Work::Event(key, event, None)).await;
+                    let rolled_back =
+                        install::rollback(&manifest, payload.as_deref(), &record, &context).await;
+                    let (event, record) = match rolled_back {
+                        Ok(record) => (Event::RollbackSucceeded, Some(record)),
+                        Err(e) => {
+                            let error = e.to_string();
+                            (Event::RollbackFailed { error }, None)
+                        }
+                    };
+                    let _ = work.send(Work::Event(key, event, record)).await;
                 });
             }
             Action::NotifyUser { message, reboot_at } => {
@@ -482,15 +515,24 @@ impl Agent {
         }
     }
 
+    /// Where the installers of `manifest` keep what they replace.
+    fn install_context(&self, manifest: &Manifest) -> install::InstallContext {
+        install::InstallContext {
+            backup_dir: self
+                .data_dir
+                .join("rollback")
+                .join(manifest.patch_ref().to_string()),
+            data_dir: self.data_dir.clone(),
+            deb: self.config.deb.clone(),
+        }
+    }
+
     fn spawn_install(&mut self, key: String, manifest: Manifest, retry: bool) {
         let chunks = self.shared.chunks.clone();
-        let backup_dir: PathBuf = self
-            .data_dir
-            .join("rollback")
-            .join(manifest.patch_ref().to_string());
+        let context = self.install_context(&manifest);
         let work = self.work_tx.clone();
         tokio::spawn(async move {
-            let (event, record) = run_install(manifest, chunks, backup_dir, retry).await;
+            let (event, record) = run_install(manifest, chunks, context, retry).await;
             let _ = work.send(Work::Event(key, event, record)).await;
         });
     }
@@ -595,7 +637,7 @@ fn shell_quote(text: &str) -> String {
 async fn run_install(
     manifest: Manifest,
     chunks: std::sync::Arc<crate::store::ChunkStore>,
-    backup_dir: PathBuf,
+    context: install::InstallContext,
     retry: bool,
 ) -> (Event, Option<InstallRecord>) {
     if retry {
@@ -624,7 +666,7 @@ async fn run_install(
             return (Event::InstallFailed { error }, None);
         }
     };
-    match install::install(&manifest, &payload, &backup_dir).await {
+    match install::install(&manifest, &payload, &context).await {
         Ok(record) => (Event::InstallSucceeded, Some(record)),
         Err(e) => {
             let error = e.to_string();

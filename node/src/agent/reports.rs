@@ -83,7 +83,6 @@ impl Agent {
         // Every node keeps its own latest report, so its status view shows
         // at least itself; observers keep everyone's.
         self.store_report(&report.peer, report.seq, signed.clone());
-        self.fleet_reports.insert(report.peer.clone(), report);
         let observers: Vec<_> = self
             .peers
             .iter()

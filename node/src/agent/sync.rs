@@ -95,6 +95,7 @@ impl Agent {
                 SyncResponse::Reports(self.collected_reports())
             }
             SyncRequest::Reports => SyncResponse::Refused("this node is not an observer".into()),
+            SyncRequest::Inventory(bytes) => self.accept_inventory(peer, &bytes),
         }
     }
 
@@ -121,6 +122,11 @@ impl Agent {
             (SyncPurpose::Peers, SyncResponse::Peers(records)) => self.on_peer_records(records),
             (SyncPurpose::Report, SyncResponse::ReportAccepted) => {}
             (SyncPurpose::Reports, SyncResponse::Reports(reports)) => self.absorb_reports(&reports),
+            (SyncPurpose::Inventory, SyncResponse::InventoryAccepted) => {}
+            (SyncPurpose::Inventory, SyncResponse::Refused(reason)) => {
+                tracing::debug!(peer = %peer, reason, "observer refused inventory update");
+                self.on_inventory_refused(&reason);
+            }
             (purpose, SyncResponse::Refused(reason)) => {
                 tracing::debug!(peer = %peer, purpose = ?purpose, reason, "sync request refused");
             }
@@ -251,6 +257,24 @@ impl Agent {
     }
 
     pub(super) fn store_report(&mut self, reporter: &str, seq: u64, signed: Vec<u8>) {
+        if let Ok((_, report)) = SignedReport::verify_bytes(&signed) {
+            let events = crate::inventory::history::report_events(
+                self.fleet_reports.get(&report.peer),
+                &report,
+            );
+            self.shared
+                .history
+                .lock()
+                .expect("history lock is never poisoned")
+                .extend(events);
+            let newer = self
+                .fleet_reports
+                .get(&report.peer)
+                .is_none_or(|held| held.seq < report.seq);
+            if newer {
+                self.fleet_reports.insert(report.peer.clone(), report);
+            }
+        }
         let record = StoredReport {
             seq,
             received: self.shared.clock.now().to_string(),

@@ -291,6 +291,16 @@ impl MetaStore {
         }
     }
 
+    /// Every small value whose key starts with `prefix`.
+    pub fn misc_with_prefix<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>, MetaError> {
+        let mut out = Vec::new();
+        for item in self.misc.scan_prefix(prefix) {
+            let (key, value) = item?;
+            out.push(decode("value", &key, &value)?);
+        }
+        Ok(out)
+    }
+
     /// Writes a counter or small value.
     pub fn set_misc<T: Serialize>(&self, key: &str, value: &T) -> Result<(), MetaError> {
         let bytes = postcard::to_allocvec(value).expect("values always encode");
