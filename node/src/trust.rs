@@ -144,6 +144,13 @@ pub struct Trust {
 
 const HIGH_WATER_KEY: &str = "high_water_issued";
 
+/// How far ahead of the node's clock a signing time may raise the newest
+/// signing time seen. Without a cap, one object signed (by a leaked key or
+/// an admin machine with a wrong clock) years ahead would make every object
+/// look expired, for good. One hour covers ordinary clock skew between
+/// admin machines and nodes.
+const MAX_ISSUED_AHEAD: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
+
 impl Trust {
     /// Loads the pinned root and every stored successor.
     pub fn load(pinned: &Signed, meta: MetaStore) -> Result<Self, AdmitError> {
@@ -213,11 +220,12 @@ impl Trust {
         } else {
             clock
         };
+        let cap = clock_now.checked_add(MAX_ISSUED_AHEAD).unwrap_or(clock_now);
         if signed.kind == Kind::Root {
-            return self.admit_root(signed, now, clock);
+            return self.admit_root(signed, now, clock, cap);
         }
         let (slot, revision, issued) = verify_header(&self.root, signed, now, clock)?;
-        self.store_in_slot(signed, slot, revision, issued)
+        self.store_in_slot(signed, slot, revision, issued.min(cap))
     }
 
     fn store_in_slot(
@@ -266,6 +274,7 @@ impl Trust {
         signed: &Signed,
         now: Timestamp,
         clock: &'static str,
+        high_water_cap: Timestamp,
     ) -> Result<Admitted, AdmitError> {
         let body: Root = signed.decode_body()?;
         let admitted = |outcome| Admitted {
@@ -292,7 +301,7 @@ impl Trust {
         }
         self.meta.put_root(next.version, signed)?;
         self.meta.flush()?;
-        self.raise_high_water(next.issued)?;
+        self.raise_high_water(next.issued.min(high_water_cap))?;
         tracing::info!(version = next.version, "trusted root rotated");
         self.root = next;
         self.drop_untrusted_objects()?;
@@ -438,6 +447,29 @@ mod tests {
             .admit(&policy(4, &kept), now(), "test clock")
             .unwrap_err();
         assert!(matches!(err, AdmitError::Rollback { .. }), "{err}");
+    }
+
+    #[test]
+    fn far_future_signing_time_does_not_freeze_the_node() {
+        let admin = SecretKey::generate();
+        let pinned = Signed::sign(&root(1, &[&admin]), &[&admin]);
+        let (_dir, mut trust) = trust_with(&pinned);
+        let text = format!(
+            "id = \"future\"\nversion = 1\nexpires = \"{}\"\n[content]\npatches = [\"demo@1.0\"]\n",
+            now() + SignedDuration::from_hours(24 * 365 * 200)
+        );
+        let mut body = Policy::from_toml(&text).expect("test policy parses");
+        body.issued = now() + SignedDuration::from_hours(24 * 365 * 100);
+        trust
+            .admit(&Signed::sign(&body, &[&admin]), now(), "test clock")
+            .expect("policy signed in the future is stored");
+
+        let ceiling = now() + MAX_ISSUED_AHEAD;
+        assert!(trust.high_water() <= ceiling, "{}", trust.high_water());
+        let admitted = trust
+            .admit(&policy(1, &admin), now(), "test clock")
+            .expect("a policy valid for a day is still accepted");
+        assert_eq!(admitted.outcome, Outcome::Stored);
     }
 
     #[test]
