@@ -229,8 +229,9 @@ fn clock_set_back_cannot_revive_expired_policy() {
     let base =
         std::fs::read(admin.sign_policy("p", &["demo@1"], "admin.key")).expect("read policy");
 
-    // Another policy was signed two hours from now: the node has seen that
-    // time, so its own clock, two hours behind, no longer counts.
+    // Another policy was signed two hours from now. The node raises its
+    // newest signing time seen to that, capped at an hour ahead of its
+    // clock, and judges expiry by it from then on.
     let later = forge::resign::<Policy>(&base, &[&admin_key], |p| {
         p.id = "later".into();
         p.issued = Timestamp::now() + SignedDuration::from_hours(2);
@@ -239,11 +240,11 @@ fn clock_set_back_cannot_revive_expired_policy() {
     let (code, stderr) = publish_bytes(&admin, &node, "later.policy", &later);
     assert_eq!(code, Some(0), "{stderr}");
 
-    // This one expires in an hour: valid by the node's clock, expired by
+    // This one expires in 30 minutes: valid by the node's clock, expired by
     // the newest signing time the node has seen.
     let stale = forge::resign::<Policy>(&base, &[&admin_key], |p| {
         p.version = 2;
-        p.expires = Timestamp::now() + SignedDuration::from_hours(1);
+        p.expires = Timestamp::now() + SignedDuration::from_mins(30);
     })
     .expect("sign stale policy");
     let (code, stderr) = publish_bytes(&admin, &node, "stale.policy", &stale);
