@@ -9,7 +9,8 @@
 # Node time runs from the moment the policy is published to the seeder until
 # every fetcher's own status reports the patch "installed", polled every
 # 50 ms, so it includes policy gossip, chunk fetching, payload assembly and
-# the no-op install command. Every node shares one site, so site locality
+# the no-op install command. The transfer window is reported too: from each
+# fetcher's "download started" to its "download complete" log line. Every node shares one site, so site locality
 # plays no part; in the seven-fetcher case fetchers also take chunks from
 # each other. Seven-fetcher figures are aggregates: 7 × size ÷ time.
 #
@@ -192,6 +193,20 @@ PY
     ) >"$run/secs"
     kill "$sampler" 2>/dev/null || true
     sort -n "$run/rss" | tail -1 >"$run/rss_peak"
+    # Transfer window alone: the longest "download complete … secs=" that a
+    # fetcher logged, without gossip, assembly, install and report delays.
+    python3 - "$run"/fetcher*.log >"$run/transfer_secs" <<'PY'
+import re, sys
+secs = []
+for path in sys.argv[1:]:
+    for line in open(path, errors="replace"):
+        line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+        if "download complete" in line:
+            match = re.search(r'secs="?([0-9.]+)', line)
+            if match:
+                secs.append(float(match.group(1)))
+print(max(secs) if secs else "nan")
+PY
 
     # Stop this scenario's nodes and free their disk.
     for pid in "${pids[@]}"; do
@@ -207,13 +222,15 @@ log "node: 1 fetcher"
 node_scenario 1
 node1_secs="$(cat "$work/nodes-1/secs")"
 node1="$(mb_per_s 1 "$size_mib" "$node1_secs")"
-log "  ${node1} MB/s"
+node1_transfer="$(mb_per_s 1 "$size_mib" "$(cat "$work/nodes-1/transfer_secs")")"
+log "  ${node1} MB/s end to end, ${node1_transfer} MB/s while transferring"
 rss_idle="$(cat "$work/rss_idle")"
 log "node: 7 fetchers"
 node_scenario 7
 node7_secs="$(cat "$work/nodes-7/secs")"
 node7="$(mb_per_s 7 "$size_mib" "$node7_secs")"
-log "  ${node7} MB/s aggregate"
+node7_transfer="$(mb_per_s 7 "$size_mib" "$(cat "$work/nodes-7/transfer_secs")")"
+log "  ${node7} MB/s aggregate end to end, ${node7_transfer} MB/s while transferring"
 rss_serving="$(cat "$work/nodes-7/rss_peak")"
 rm -rf "$work/nodes-1" "$work/nodes-7"
 
@@ -289,12 +306,14 @@ log "raw quinn, 1 stream     ${quic} MB/s"
 log "node 1 ÷ nginx 1        $(ratio "$node1" "$nginx1")"
 log "node 7 ÷ nginx 7        $(ratio "$node7" "$nginx7")"
 log "node 1 ÷ raw quinn      $(ratio "$node1" "$quic")"
+log "node 1 transfer window  ${node1_transfer} MB/s, ÷ raw quinn $(ratio "$node1_transfer" "$quic")"
 log "seeder RSS idle         ${rss_idle} MiB"
 log "seeder RSS serving 7    ${rss_serving} MiB (peak of 100 ms samples)"
 
 if [[ "$json" == 1 ]]; then
-    printf '{"size_mib":%s,"requests_per_peer":%s,"node_1_mb_s":%s,"node_1_secs":%s,"node_7_mb_s":%s,"node_7_secs":%s,"nginx_1_mb_s":%s,"nginx_7_mb_s":%s,"quic_mb_s":%s,"ratio_1_vs_nginx":%s,"ratio_7_vs_nginx":%s,"ratio_1_vs_quic":%s,"rss_idle_mib":%s,"rss_serving_mib":%s}\n' \
+    printf '{"size_mib":%s,"requests_per_peer":%s,"node_1_mb_s":%s,"node_1_secs":%s,"node_7_mb_s":%s,"node_7_secs":%s,"nginx_1_mb_s":%s,"nginx_7_mb_s":%s,"quic_mb_s":%s,"ratio_1_vs_nginx":%s,"ratio_7_vs_nginx":%s,"ratio_1_vs_quic":%s,"node_1_transfer_mb_s":%s,"node_7_transfer_mb_s":%s,"ratio_1_transfer_vs_quic":%s,"rss_idle_mib":%s,"rss_serving_mib":%s}\n' \
         "$size_mib" "${requests_per_peer:-null}" "$node1" "$node1_secs" "$node7" "$node7_secs" \
         "$nginx1" "$nginx7" "$quic" "$(ratio "$node1" "$nginx1")" "$(ratio "$node7" "$nginx7")" \
-        "$(ratio "$node1" "$quic")" "$rss_idle" "$rss_serving"
+        "$(ratio "$node1" "$quic")" "$node1_transfer" "$node7_transfer" \
+        "$(ratio "$node1_transfer" "$quic")" "$rss_idle" "$rss_serving"
 fi

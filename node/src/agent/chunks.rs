@@ -29,6 +29,8 @@ pub(super) struct Download {
     pub polls: u32,
     pub bytes_same_site: u64,
     pub bytes_cross_site: u64,
+    /// When the download started, for the transfer rate in the log.
+    pub started: Instant,
 }
 
 impl Agent {
@@ -150,6 +152,7 @@ impl Agent {
                 polls: 0,
                 bytes_same_site: 0,
                 bytes_cross_site: 0,
+                started: Instant::now(),
             },
         );
     }

@@ -504,7 +504,16 @@ impl Agent {
             .remove(payload)
             .expect("checked present above");
         let patch = download.manifest.patch_ref();
-        tracing::info!(patch = %patch, same_site = download.bytes_same_site, cross_site = download.bytes_cross_site, "download complete");
+        let secs = download.started.elapsed().as_secs_f64();
+        let fetched = download.bytes_same_site + download.bytes_cross_site;
+        tracing::info!(
+            patch = %patch,
+            same_site = download.bytes_same_site,
+            cross_site = download.bytes_cross_site,
+            secs = format!("{secs:.3}"),
+            mb_per_sec = format!("{:.1}", fetched as f64 / secs.max(1e-9) / 1e6),
+            "download complete"
+        );
         let data = self.data_mut(&patch);
         data.bytes_same_site += download.bytes_same_site;
         data.bytes_cross_site += download.bytes_cross_site;

@@ -133,13 +133,25 @@ impl request_response::Codec for ChunkCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<ChunkReply> {
-        let mut body = read_frame(io, limits::MAX_CHUNK_FRAME_BYTES, wire::CHUNK_PROTOCOL).await?;
-        match body.first() {
-            Some(&TAG_DATA) => {
-                body.remove(0);
+        // The tag is read on its own so the chunk bytes land in their final
+        // buffer without a copy.
+        let mut head = [0u8; 5];
+        io.read_exact(&mut head).await?;
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if len > limits::MAX_CHUNK_FRAME_BYTES || len == 0 {
+            return Err(invalid(format!(
+                "{} frame of {len} bytes is outside 1 to {} bytes",
+                wire::CHUNK_PROTOCOL,
+                limits::MAX_CHUNK_FRAME_BYTES
+            )));
+        }
+        match head[4] {
+            TAG_DATA => {
+                let mut body = vec![0u8; len - 1];
+                io.read_exact(&mut body).await?;
                 Ok(ChunkReply::Data(body))
             }
-            Some(&TAG_MISSING) if body.len() == 1 => Ok(ChunkReply::Missing),
+            TAG_MISSING if len == 1 => Ok(ChunkReply::Missing),
             _ => Err(invalid("chunk response has an unknown tag")),
         }
     }
