@@ -18,6 +18,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use patchmesh_node::config::{ClockConfig, Commands, Config};
+use patchmesh_node::deb::DebConfig;
+use patchmesh_node::inventory::InventoryConfig;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -323,6 +325,12 @@ pub struct NodeOptions {
     /// The config's `[commands]`. They run with the data folder as working
     /// folder, so relative paths such as `calls.log` stay inside it.
     pub commands: Commands,
+    /// The config's `[inventory]`; the table `patchmesh-node init` writes
+    /// when `None`.
+    pub inventory: Option<InventoryConfig>,
+    /// The config's `[deb]`; the table `patchmesh-node init` writes when
+    /// `None`, which installs `.deb` patches into the machine's own root.
+    pub deb: Option<DebConfig>,
 }
 
 impl NodeOptions {
@@ -357,6 +365,18 @@ impl NodeOptions {
     /// Sets the machine commands (reboot, notify, isolation and so on).
     pub fn commands(mut self, commands: Commands) -> Self {
         self.commands = commands;
+        self
+    }
+
+    /// Sets the inventory adapter and its sources.
+    pub fn inventory(mut self, inventory: InventoryConfig) -> Self {
+        self.inventory = Some(inventory);
+        self
+    }
+
+    /// Sets the dpkg root and folders of the `deb` installer.
+    pub fn deb(mut self, deb: DebConfig) -> Self {
+        self.deb = Some(deb);
         self
     }
 
@@ -412,6 +432,12 @@ impl Node {
         }
         config.clock = options.clock.clone();
         config.commands = options.commands.clone();
+        if let Some(inventory) = &options.inventory {
+            config.inventory = inventory.clone();
+        }
+        if let Some(deb) = &options.deb {
+            config.deb = deb.clone();
+        }
         std::fs::write(dir.path().join("config.toml"), config.to_toml()).expect("write config");
 
         let mut node = Node {
