@@ -605,13 +605,26 @@ pub fn reported_patches(status: &Value, host: &str) -> Option<Vec<Value>> {
 
 /// Waits until `observer` reports `patch` installed on every host in `hosts`.
 pub fn wait_installed(observer: &Node, hosts: &[&str], patch: &str, timeout: Duration) {
-    wait_until(&format!("{patch} installed on {hosts:?}"), timeout, || {
+    wait_state(observer, hosts, patch, "installed", timeout);
+}
+
+/// Waits until `observer` reports `patch` in `state` (such as `pending` or
+/// `rolled_back`) on every host in `hosts`.
+pub fn wait_state(observer: &Node, hosts: &[&str], patch: &str, state: &str, timeout: Duration) {
+    wait_until(&format!("{patch} {state} on {hosts:?}"), timeout, || {
         let status = observer.status()?;
-        let installed = hosts
+        let reached = hosts
             .iter()
-            .all(|host| patch_state(&status, host, patch).as_deref() == Some("installed"));
-        installed.then_some(())
+            .all(|host| patch_state(&status, host, patch).as_deref() == Some(state));
+        reached.then_some(())
     });
+}
+
+/// Returns the first lines of a policy `id`, version 1, that expires in 30
+/// days; tests append its sections.
+pub fn policy_header(id: &str) -> String {
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 30);
+    format!("id = \"{id}\"\nversion = 1\nexpires = \"{expires}\"\n\n")
 }
 
 fn strip_ansi(text: &str) -> String {

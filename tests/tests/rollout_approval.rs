@@ -3,9 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use jiff::{SignedDuration, Timestamp};
 use patchmesh_tests::{
-    patch_status, random_bytes, wait_installed, wait_until, Admin, Node, NodeOptions,
+    patch_status, policy_header, random_bytes, wait_installed, wait_state, Admin, Node, NodeOptions,
 };
 
 const HOSTS: [&str; 3] = ["n0", "n1", "n2"];
@@ -15,12 +14,11 @@ fn manual_policy_installs_only_after_approval() {
     let admin = Admin::new();
     let payload = random_bytes(200 * 1024);
     let patch = admin.add_patch("manual", &payload, 64 * 1024);
-    let expires = Timestamp::now() + SignedDuration::from_hours(24 * 30);
     let policy = admin.sign_policy_text(
         "manual-approval",
         &format!(
-            "id = \"manual-approval\"\nversion = 1\nexpires = \"{expires}\"\n\n\
-             [content]\npatches = [\"{}\"]\n\n[approval]\nmode = \"manual\"\n",
+            "{}[content]\npatches = [\"{}\"]\n\n[approval]\nmode = \"manual\"\n",
+            policy_header("manual-approval"),
             patch.reference
         ),
     );
@@ -34,17 +32,12 @@ fn manual_policy_installs_only_after_approval() {
     admin.publish_ok(&observer.url, &[&patch.dir, &policy]);
 
     // Every node takes the policy and reports the patch as pending.
-    wait_until(
-        "every host to report the patch pending",
+    wait_state(
+        &observer,
+        &HOSTS,
+        &patch.reference,
+        "pending",
         Duration::from_secs(30),
-        || {
-            let status = observer.status()?;
-            let pending = HOSTS.iter().all(|host| {
-                patch_status(&status, host, &patch.reference)
-                    .is_some_and(|entry| entry["state"] == "pending")
-            });
-            pending.then_some(())
-        },
     );
 
     // Without an approval, nothing moves. Nodes step at least every five
