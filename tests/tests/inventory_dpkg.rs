@@ -227,8 +227,6 @@ fn policy_share(compliance: &Value) -> Option<(u64, u64)> {
 }
 
 #[test]
-#[ignore = "the node sends its inventory only to observers connected at its first refresh, \
-            so the observer never receives b's and c's"]
 fn deb_patch_installs_where_missing() {
     if !runs("dpkg") || !runs("dpkg-deb") {
         eprintln!("skipped: dpkg and dpkg-deb are needed to build and install test packages");

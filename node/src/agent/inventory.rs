@@ -34,9 +34,9 @@ impl Agent {
         tokio::spawn(async move {
             let mut collector = collector.lock().await;
             let update = match collector.refresh(now).await {
-                Ok(Some(update)) => Some(update),
-                Ok(None) if full => collector.full_update(),
-                Ok(None) => None,
+                // A new observer has no base for a delta: send it all.
+                _ if full => collector.full_update(),
+                Ok(update) => update,
                 Err(_) => None,
             };
             let current = collector.current().cloned();

@@ -250,9 +250,11 @@ impl Agent {
                 // Severity-selected patches are tracked only where they
                 // apply; listed patches always get a track, whose reason
                 // then says why nothing happens.
-                if policy.content.min_severity.is_some()
-                    && !policy.content.patches.contains(&patch)
-                    && !self.applies(manifest, &round)
+                // A node without a package inventory cannot tell whether a
+                // patch chosen by severity alone is missing, so it takes
+                // only patches the policy lists by name.
+                if !policy.content.patches.contains(&patch)
+                    && self.applies_by_inventory(manifest, &round) != Some(true)
                 {
                     continue;
                 }
@@ -284,25 +286,30 @@ impl Agent {
     }
 
     /// Whether `manifest` applies to this machine and is missing here, by
-    /// the latest inventory. Without a package inventory every patch
-    /// applies, as the admin targeted it.
-    fn applies(&self, manifest: &Manifest, round: &Round) -> bool {
-        let Some(inventory) = &self.inventory else {
-            return true;
-        };
+    /// the latest package inventory; `None` without one.
+    fn applies_by_inventory(&self, manifest: &Manifest, round: &Round) -> Option<bool> {
         if self.config.inventory.adapter == crate::inventory::AdapterKind::None {
-            return true;
+            return None;
         }
+        let inventory = self.inventory.as_ref()?;
         let verdicts =
             crate::inventory::applicability::evaluate_all(round.manifests.values(), inventory);
         match verdicts.get(&manifest.patch_ref()) {
-            Some(Ok(verdict)) => verdict.needs_install(),
+            Some(Ok(verdict)) => Some(verdict.needs_install()),
             Some(Err(e)) => {
                 tracing::warn!(patch = %manifest.patch_ref(), error = %e, "cannot decide applicability; treating the patch as applicable");
-                true
+                Some(true)
             }
-            None => true,
+            None => None,
         }
+    }
+
+    /// Whether the engine should treat `manifest` as applicable: by the
+    /// inventory when there is one, otherwise yes, since the admin listed
+    /// the patch (patches chosen by severity alone need an inventory, see
+    /// [`Agent::plan`]).
+    fn applies(&self, manifest: &Manifest, round: &Round) -> bool {
+        self.applies_by_inventory(manifest, round).unwrap_or(true)
     }
 
     /// Makes every track due for a step and plans: a policy, order,
@@ -557,6 +564,14 @@ impl Agent {
             let patch = entry.track.patch.clone();
             self.data_mut(&patch).install = Some(record);
             self.persist_data(&patch);
+        }
+        if matches!(
+            event,
+            Event::InstallSucceeded | Event::RollbackSucceeded | Event::InstallFailed { .. }
+        ) {
+            // Packages changed: observers should see it now, not at the
+            // next periodic refresh.
+            self.inventory_due = true;
         }
         if let Event::InstallFailed { error } | Event::RollbackFailed { error } = &event {
             tracing::error!(track = %key, error = %error, "patch action failed");

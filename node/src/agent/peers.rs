@@ -123,7 +123,11 @@ impl Agent {
         let observer = hello.observer;
         self.peers.entry(peer).or_default().hello = Some(hello);
         if observer {
+            // A newly met observer holds no base for deltas: send it the
+            // whole inventory and a fresh report.
             self.report_dirty = true;
+            self.inventory_full_next = true;
+            self.inventory_due = true;
         }
     }
 
