@@ -180,6 +180,9 @@ pub struct Agent {
     /// observers, for wave decisions.
     fleet_reports: HashMap<String, patchmesh_protocol::NodeReport>,
     last_fleet_poll: Instant,
+    /// Whether fleet reports were fetched at least once, so wave gates
+    /// judge real members rather than an empty fleet.
+    fleet_known: bool,
     report_dirty: bool,
     last_report: Instant,
     last_anti_entropy: Instant,
@@ -315,6 +318,7 @@ impl Agent {
             download_waiters: HashMap::new(),
             fleet_reports: HashMap::new(),
             last_fleet_poll: Instant::now(),
+            fleet_known: false,
             report_dirty: true,
             last_report: Instant::now(),
             last_anti_entropy: Instant::now(),

@@ -339,6 +339,14 @@ impl Agent {
             // Policy or manifest expired or not held: nothing moves.
             return;
         };
+        if policy.waves.len() > 1 && !self.fleet_known {
+            // Until an observer's reports arrived, every earlier wave would
+            // look empty and so passed.
+            if let Some(entry) = self.tracks.get_mut(key) {
+                entry.reason = "waiting_for_fleet_reports".into();
+            }
+            return;
+        }
         let info = PatchInfo {
             patch: track.patch.clone(),
             severity: manifest.severity,

@@ -54,11 +54,7 @@ impl Agent {
                         state: track.state,
                         since: track.since,
                         started: track.started,
-                        detail: if track.detail.is_empty() {
-                            entry.reason.replace('_', " ")
-                        } else {
-                            track.detail.clone()
-                        },
+                        detail: describe_wait(&track.detail, &entry.reason),
                         payload_hash: data.payload_hash,
                         bytes_same_site: data.bytes_same_site,
                         bytes_cross_site: data.bytes_cross_site,
@@ -107,7 +103,14 @@ impl Agent {
     /// Asks one connected observer for the reports it collected, so wave
     /// gates see the fleet. Observers read their own store instead.
     pub(super) fn maybe_poll_fleet(&mut self) {
-        if self.last_fleet_poll.elapsed() < FLEET_POLL || self.tracks.is_empty() {
+        // Until the first reports arrive, ask every second: wave gates wait
+        // for them.
+        let every = if self.fleet_known {
+            FLEET_POLL
+        } else {
+            Duration::from_secs(1)
+        };
+        if self.last_fleet_poll.elapsed() < every || self.tracks.is_empty() {
             return;
         }
         self.last_fleet_poll = std::time::Instant::now();
@@ -135,6 +138,7 @@ impl Agent {
 
     /// Verifies signed reports and keeps the newest per node.
     pub(super) fn absorb_reports(&mut self, signed: &[Vec<u8>]) {
+        self.fleet_known = true;
         for bytes in signed
             .iter()
             .take(patchmesh_protocol::limits::MAX_REPORTS_PER_REPLY)
@@ -164,5 +168,17 @@ impl Agent {
             .take(patchmesh_protocol::limits::MAX_REPORTS_PER_REPLY)
             .map(|r| r.signed)
             .collect()
+    }
+}
+
+/// Report detail of a track: its last transition's detail and, while it
+/// waits, why.
+fn describe_wait(detail: &str, reason: &str) -> String {
+    let reason = reason.replace('_', " ");
+    let waiting = !reason.is_empty() && reason != "done" && reason != "in flight";
+    match (detail.is_empty(), waiting) {
+        (true, _) => reason,
+        (false, true) if !detail.contains(&reason) => format!("{detail}; waiting: {reason}"),
+        _ => detail.to_string(),
     }
 }
