@@ -303,3 +303,31 @@ fn root_successor_must_be_next_version() {
     let err = fleet.root.verify_successor(&signed).unwrap_err();
     assert!(matches!(err, VerifyError::RootVersionGap { .. }), "{err}");
 }
+
+#[test]
+fn key_listed_twice_counts_once_toward_threshold() {
+    let fleet = fleet(1);
+    let mut root = fleet.root.clone();
+    let key = fleet.policy_keys[0].id();
+    root.roles.insert(
+        Role::Policy,
+        RoleKeys {
+            keys: vec![key, key],
+            threshold: 2,
+        },
+    );
+    // One key listed twice is one distinct key, so a threshold of two can
+    // never be met: the root itself is invalid.
+    assert!(matches!(
+        root.validate(),
+        Err(patchmesh_protocol::root::RootError::BadThreshold { keys: 1, .. })
+    ));
+    let signed = Signed::sign(&policy(later()), &[&fleet.policy_keys[0]]);
+    let err = signed
+        .verify::<Policy>(&root, Timestamp::now(), "system")
+        .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::Threshold { valid: 1, .. }),
+        "{err}"
+    );
+}
