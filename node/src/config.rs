@@ -92,6 +92,9 @@ pub struct TransferConfig {
     /// Whether chunks are taken from same-site peers. Off only to measure
     /// the naive baseline where every node pulls everything over the WAN.
     pub lan_sharing: bool,
+    /// Most chunk requests to other sites in flight at once. They share the
+    /// site's WAN link, so more only queue there and time out.
+    pub wan_requests_in_flight: usize,
     /// Cap on chunk bytes per second taken from other sites; 0 means none.
     /// Same-site transfers are never capped.
     pub wan_bytes_per_sec: u64,
@@ -107,6 +110,7 @@ impl Default for TransferConfig {
             request_timeout_secs: 60,
             chunk_quota_bytes: 0,
             lan_sharing: true,
+            wan_requests_in_flight: 16,
             wan_bytes_per_sec: 0,
             wan_windows: Vec::new(),
         }

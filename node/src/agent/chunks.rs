@@ -119,6 +119,7 @@ impl Agent {
         let config = SchedulerConfig {
             requests_per_peer: self.config.transfer.requests_per_peer,
             request_timeout_secs: self.config.transfer.request_timeout_secs as f64,
+            max_cross_site_in_flight: self.config.transfer.wan_requests_in_flight.max(1),
             wan: self.config.wan,
             chunk_bytes: u64::from(manifest.chunk_size),
             ..SchedulerConfig::default()

@@ -44,6 +44,10 @@ pub struct SchedulerConfig {
     pub idle_takeover_secs: f64,
     /// Whether this node may fetch from other sites at all.
     pub wan: bool,
+    /// Most requests to other sites in flight at once, over all peers. A
+    /// WAN link is shared by the whole site, so more requests only queue on
+    /// it and run into their timeouts.
+    pub max_cross_site_in_flight: usize,
     /// Throughput floor in bytes per second below which a peer counts as
     /// slow and is dropped from the download (slow retrieval).
     pub min_peer_bytes_per_sec: f64,
@@ -61,6 +65,9 @@ impl Default for SchedulerConfig {
             requests_per_peer: 8,
             request_timeout_secs: 60.0,
             wan_request_timeout_secs: 300.0,
+            // No cap unless the caller sets one; the agent takes it from
+            // its `[transfer]` config.
+            max_cross_site_in_flight: usize::MAX,
             stall_secs: 20.0,
             idle_takeover_secs: 120.0,
             wan: true,
@@ -561,16 +568,23 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
         let mut order: Vec<P> = self.peers.keys().cloned().collect();
         order.sort_by_key(|peer| !self.peers[peer].same_site);
         let mut candidates: Vec<(u32, usize, usize)> = Vec::new();
+        let mut cross_site_free = self
+            .config
+            .max_cross_site_in_flight
+            .saturating_sub(self.in_flight.values().filter(|f| f.cross_site).count());
         for peer in order {
             let state = &self.peers[&peer];
             if state.excluded {
                 continue;
             }
             let cross_site = !state.same_site;
-            let free = self
+            let mut free = self
                 .config
                 .requests_per_peer
                 .saturating_sub(state.in_flight);
+            if cross_site {
+                free = free.min(cross_site_free);
+            }
             if free == 0 {
                 continue;
             }
@@ -589,6 +603,9 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
                 candidates.truncate(free);
             }
             candidates.sort_unstable();
+            if cross_site {
+                cross_site_free -= candidates.len();
+            }
             for &(_, _, index) in &candidates {
                 wanted[index / 8] &= !(1 << (index % 8));
                 out.push(Request {
@@ -1017,6 +1034,26 @@ mod tests {
     #[test]
     fn quiet_idle_member_is_taken_over() {
         assert!(takes_over_quiet_member(false));
+    }
+
+    #[test]
+    fn cross_site_requests_are_capped_over_all_peers() {
+        let config = SchedulerConfig {
+            max_cross_site_in_flight: 3,
+            ..SchedulerConfig::default()
+        };
+        let mut scheduler = Scheduler::new(0u32, vec![0], chunks(32), &[], config, 0.0);
+        for peer in [1, 2, 3] {
+            scheduler.add_peer(peer, false, None);
+            scheduler.set_have(&peer, all(32));
+        }
+        scheduler.add_peer(4, true, None);
+        scheduler.set_have(&4, all(32));
+        let requests = scheduler.next_requests(0.0);
+        let cross = requests.iter().filter(|r| r.cross_site).count();
+        assert_eq!(cross, 3, "{requests:?}");
+        // Same-site requests are not capped by it.
+        assert_eq!(requests.len() - cross, 8);
     }
 
     #[test]

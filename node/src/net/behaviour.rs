@@ -90,8 +90,11 @@ pub fn build_swarm(
                     StreamProtocol::new(wire::CHUNK_PROTOCOL),
                     request_response::ProtocolSupport::Full,
                 )],
+                // The scheduler times requests out itself (longer for other
+                // sites, whose requests share a slow link); this is only a
+                // backstop above its longest timeout.
                 request_response::Config::default()
-                    .with_request_timeout(Duration::from_secs(120))
+                    .with_request_timeout(Duration::from_secs(900))
                     .with_max_concurrent_streams(requests_per_peer.max(1) * 16),
             );
             Ok(Behaviour {
