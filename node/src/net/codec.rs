@@ -138,11 +138,17 @@ impl request_response::Codec for ChunkCodec {
         let mut head = [0u8; 5];
         io.read_exact(&mut head).await?;
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        if len > limits::MAX_CHUNK_FRAME_BYTES || len == 0 {
+        if len > limits::MAX_CHUNK_FRAME_BYTES {
             return Err(invalid(format!(
-                "{} frame of {len} bytes is outside 1 to {} bytes",
+                "{} frame of {len} bytes exceeds the limit of {} bytes",
                 wire::CHUNK_PROTOCOL,
                 limits::MAX_CHUNK_FRAME_BYTES
+            )));
+        }
+        if len == 0 {
+            return Err(invalid(format!(
+                "{} frame is empty (expected a tag byte)",
+                wire::CHUNK_PROTOCOL
             )));
         }
         match head[4] {
