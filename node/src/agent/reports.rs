@@ -175,7 +175,9 @@ impl Agent {
 /// waits, why.
 fn describe_wait(detail: &str, reason: &str) -> String {
     let reason = reason.replace('_', " ");
-    let waiting = !reason.is_empty() && reason != "done" && reason != "in flight";
+    // Done, stopped (rolled back or failed) and in-flight tracks are not
+    // waiting for anything an admin could change.
+    let waiting = !matches!(reason.as_str(), "" | "done" | "stopped" | "in flight");
     match (detail.is_empty(), waiting) {
         (true, _) => reason,
         (false, true) if !detail.contains(&reason) => format!("{detail}; waiting: {reason}"),
