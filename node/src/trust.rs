@@ -257,6 +257,10 @@ impl Trust {
             }
         }
         self.meta.put_object(&slot, revision, signed)?;
+        // Flush before the object is acknowledged or forwarded, so a halt or
+        // a revocation accepted just before a crash is not lost, and the
+        // rollback floor it sets survives.
+        self.meta.flush()?;
         self.raise_high_water(issued)?;
         Ok(admitted(Outcome::Stored))
     }
