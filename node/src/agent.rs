@@ -52,7 +52,7 @@ pub enum Command {
     Publish {
         /// Encoded signed object.
         bytes: Vec<u8>,
-        /// Where the answer goes.
+        /// Channel for the reply.
         reply: oneshot::Sender<Result<Admitted, String>>,
     },
     /// A chunk was stored through the control API.
@@ -66,7 +66,7 @@ pub enum Command {
     ImportBundle {
         /// Bundle file on this machine.
         path: PathBuf,
-        /// Where the answer goes: the import summary as JSON, or the error.
+        /// Channel for the reply: the import summary as JSON, or the error.
         reply: oneshot::Sender<Result<serde_json::Value, String>>,
     },
     /// Signed reports arrived from another site on removable media.
@@ -169,7 +169,7 @@ pub struct Agent {
     pending_sync: HashMap<OutboundRequestId, (PeerId, SyncPurpose)>,
     pending_chunks: HashMap<OutboundRequestId, (Hash, usize, PeerId, Instant)>,
     downloads: HashMap<Hash, chunks::Download>,
-    /// Manifests by payload hash, for answering chunk maps.
+    /// Manifests by payload hash, for replies to chunk-map requests.
     manifests: HashMap<Hash, Manifest>,
     /// Which chunks of each known payload are stored, by payload hash.
     held: HashMap<Hash, Vec<bool>>,

@@ -54,7 +54,7 @@ fn header<B: Body>(body: &B) -> (String, u64, Timestamp) {
     (body.slot(), body.revision(), body.issued())
 }
 
-/// The header of `body` if its own validation passed.
+/// Returns the header of `body` if its own validation passed.
 fn check_valid<B: Body, E: std::fmt::Display>(
     body: &B,
     validation: Result<(), E>,

@@ -1,8 +1,8 @@
 //! Messages of the request-response protocols between nodes, and their
 //! framing limits.
 //!
-//! Two protocols exist: `/patchmesh/sync/1` carries hellos, anti-entropy
-//! summaries, object fetches, chunk availability and reports;
+//! Two protocols exist. `/patchmesh/sync/1` carries hellos, anti-entropy
+//! summaries, object fetches, chunk availability and reports.
 //! `/patchmesh/chunk/1` carries chunk data only, so bulk transfer never
 //! queues behind metadata.
 

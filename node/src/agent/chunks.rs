@@ -13,7 +13,7 @@ use super::{failure_text, Agent, ChunkEvent, SyncPurpose, Work};
 use crate::fetch::{Scheduler, SchedulerConfig};
 use crate::net::codec::ChunkReply;
 
-/// How often a downloading node asks same-site peers which chunks they hold.
+/// Interval at which a downloading node requests chunk maps from same-site peers.
 const HAVE_POLL: Duration = Duration::from_millis(500);
 
 /// Peers of other sites are asked only every this many polls: their answers
@@ -232,7 +232,7 @@ impl Agent {
             let len = download.manifest.chunk_len(request.index);
             if request.cross_site && !self.wan_budget.try_take(len, now, &self.config.transfer) {
                 // Over the WAN budget or outside its window: hand the
-                // chunk back so a later tick asks again.
+                // chunk back so a later tick requests it again.
                 download.scheduler.on_failed(&request.peer, request.index);
                 continue;
             }

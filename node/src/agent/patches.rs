@@ -249,7 +249,7 @@ impl Agent {
                 }
                 // Severity-selected patches are tracked only where they
                 // apply; listed patches always get a track, whose reason
-                // then says why nothing happens.
+                // then shows why nothing happens.
                 // A node without a package inventory cannot tell whether a
                 // patch chosen by severity alone is missing, so it takes
                 // only patches the policy lists by name.
@@ -505,7 +505,7 @@ impl Agent {
         self.check_download_done(&manifest.payload_hash);
     }
 
-    /// When a download has every chunk, tells the tracks waiting for it.
+    /// Feeds `Downloaded` to the tracks waiting for a download once it has every chunk.
     pub(super) fn check_download_done(&mut self, payload: &Hash) {
         let complete = self
             .downloads

@@ -1,4 +1,4 @@
-//! What the agent knows about each connected peer, peer exchange, and which
+//! What the agent records about each connected peer, peer exchange, and which
 //! addresses it may dial.
 
 use std::net::IpAddr;
@@ -123,7 +123,7 @@ impl Agent {
         let observer = hello.observer;
         self.peers.entry(peer).or_default().hello = Some(hello);
         if observer {
-            // A newly met observer holds no base for deltas: send it the
+            // A newly met observer has no base for deltas: send it the
             // whole inventory and a fresh report.
             self.report_dirty = true;
             self.inventory_full_next = true;

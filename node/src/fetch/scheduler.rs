@@ -1,6 +1,6 @@
 //! Which chunk to request from which peer, as pure decision code.
 //!
-//! The scheduler holds what peers announced (bitmaps of held chunks), what
+//! The scheduler stores what peers announced (bitmaps of held chunks), what
 //! is in flight and what is done, and returns requests. Time is a monotonic
 //! number of seconds passed in by the caller, so the swarm and the fleet
 //! simulator drive the same code.
@@ -44,7 +44,7 @@ pub struct SchedulerConfig {
     pub idle_takeover_secs: f64,
     /// Whether this node may fetch from other sites at all.
     pub wan: bool,
-    /// Most requests to other sites in flight at once, over all peers. A
+    /// Maximum requests to other sites in flight at once, over all peers. A
     /// WAN link is shared by the whole site, so more requests only queue on
     /// it and run into their timeouts.
     pub max_cross_site_in_flight: usize,
@@ -104,7 +104,7 @@ struct PeerState {
     /// the peer was idle, or its last delivery. Failed requests keep it, so
     /// a peer whose requests keep timing out stays judged as slow.
     waiting_since: Option<f64>,
-    /// The peer answered since the last `next_requests`.
+    /// The peer replied since the last `next_requests`.
     progress_pending: bool,
 }
 
@@ -345,7 +345,7 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
         }
     }
 
-    /// Handles a peer answering that it lacks a chunk it announced.
+    /// Handles a peer replying that it lacks a chunk it announced.
     pub fn on_missing(&mut self, peer: &P, index: usize) {
         self.finish_flight(peer, index);
         self.mark_progress(peer);
@@ -356,7 +356,7 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
         }
     }
 
-    /// Handles a request that failed without an answer (timeout, closed
+    /// Handles a request that failed without a reply (timeout, closed
     /// stream); the chunk becomes wanted again.
     pub fn on_failed(&mut self, peer: &P, index: usize) {
         self.finish_flight(peer, index);
