@@ -188,6 +188,8 @@ pub struct Agent {
     last_anti_entropy: Instant,
     last_plan: Instant,
     wan_budget: chunks::WanBudget,
+    /// Chunk serves in progress per peer, to bound the memory they hold.
+    serving: chunks::ServeSlots,
     last_import_scan: Instant,
     last_sweep: Instant,
     collector: inventory::SharedCollector,
@@ -324,6 +326,7 @@ impl Agent {
             last_anti_entropy: Instant::now(),
             last_plan: Instant::now(),
             wan_budget: chunks::WanBudget::default(),
+            serving: chunks::ServeSlots::default(),
             last_import_scan: Instant::now(),
             last_sweep: Instant::now(),
             collector,

@@ -1,7 +1,7 @@
 //! Chunk transfer: serving chunks to peers, and running downloads through
 //! the pure [`Scheduler`](crate::fetch::Scheduler).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use libp2p::request_response::{self, Message};
@@ -10,7 +10,7 @@ use patchmesh_protocol::wire::{ChunkRequest, SyncRequest};
 use patchmesh_protocol::{Hash, Kind, Manifest};
 
 use super::{failure_text, Agent, ChunkEvent, SyncPurpose, Work};
-use crate::fetch::{Scheduler, SchedulerConfig};
+use crate::fetch::{Scheduler, SchedulerConfig, StoreBackoff};
 use crate::net::codec::ChunkReply;
 
 /// Interval at which a downloading node requests chunk maps from same-site peers.
@@ -31,6 +31,8 @@ pub(super) struct Download {
     pub bytes_cross_site: u64,
     /// When the download started, for the transfer rate in the log.
     pub started: Instant,
+    /// Pause after this node failed to store a chunk (full disk, quota).
+    pub store_backoff: StoreBackoff,
 }
 
 impl Agent {
@@ -93,6 +95,9 @@ impl Agent {
         for payload in payloads {
             let local = self.local;
             if let Some(download) = self.downloads.get_mut(&payload) {
+                // A chunk written through the control API shows that the
+                // disk has room again.
+                download.store_backoff.resume();
                 if let Some(index) = download.manifest.chunks.iter().position(|c| *c == hash) {
                     download.scheduler.on_chunk(&local, index);
                 }
@@ -154,6 +159,7 @@ impl Agent {
                 bytes_same_site: 0,
                 bytes_cross_site: 0,
                 started: Instant::now(),
+                store_backoff: StoreBackoff::default(),
             },
         );
     }
@@ -226,6 +232,9 @@ impl Agent {
         let Some(download) = self.downloads.get_mut(payload) else {
             return;
         };
+        if download.store_backoff.is_paused(now) {
+            return;
+        }
         let requests = download.scheduler.next_requests(now);
         let mut hashes: Vec<(PeerId, usize, Hash)> = Vec::with_capacity(requests.len());
         for request in requests {
@@ -257,8 +266,10 @@ impl Agent {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 Message::Request {
-                    request, channel, ..
-                } => self.serve_chunk(peer, request.hash, channel),
+                    request_id,
+                    request,
+                    channel,
+                } => self.serve_chunk(peer, request_id, request.hash, channel),
                 Message::Response {
                     request_id,
                     response,
@@ -288,19 +299,47 @@ impl Agent {
                     }
                 }
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
+            request_response::Event::InboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                self.serving.finish(request_id);
                 tracing::debug!(peer = %peer, error = %failure_text(&error), "chunk request from peer failed");
             }
-            request_response::Event::ResponseSent { .. } => {}
+            request_response::Event::ResponseSent { request_id, .. } => {
+                self.serving.finish(request_id);
+            }
         }
     }
 
     fn serve_chunk(
         &mut self,
         peer: PeerId,
+        request_id: request_response::InboundRequestId,
         hash: Hash,
         channel: request_response::ResponseChannel<ChunkReply>,
     ) {
+        let limit = self.config.transfer.requests_per_peer.max(1) * SERVE_SLOTS_PER_REQUEST;
+        let serving = self.serving.count(&peer);
+        if serving >= limit {
+            // Each chunk being served is held in memory until the peer has
+            // read it, so a peer may not keep more than `limit` of them.
+            // It gets `Missing` at once and requests the chunk again after
+            // its next chunk map poll.
+            tracing::warn!(peer = %peer, chunk = %hash.short(), serving, limit, "too many chunk requests from peer in flight; replied missing");
+            if serving >= limit * 2 {
+                self.penalise(peer, 5, "chunk requests far over the limit in flight");
+            }
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .chunk
+                .send_response(channel, ChunkReply::Missing);
+            return;
+        }
+        self.serving.start(request_id, peer);
         let store = self.shared.chunks.clone();
         let work = self.work_tx.clone();
         tokio::task::spawn_blocking(move || {
@@ -362,6 +401,7 @@ impl Agent {
         match result {
             Ok(()) => {
                 download.scheduler.on_chunk(&peer, index);
+                download.store_backoff.on_stored();
                 if same_site {
                     download.bytes_same_site += bytes;
                 } else {
@@ -374,9 +414,18 @@ impl Agent {
                 self.check_download_done(&payload);
             }
             Err((error, false)) => {
+                // This node is to blame (full disk, quota), not the peer.
                 download.scheduler.on_failed(&peer, index);
                 let patch = download.manifest.patch_ref();
-                tracing::error!(peer = %peer, patch = %patch, chunk = index, error, "cannot store fetched chunk");
+                let now = self.started.elapsed().as_secs_f64();
+                match download.store_backoff.on_store_failed(now) {
+                    Some(pause) => {
+                        tracing::error!(peer = %peer, patch = %patch, chunk = index, error, retry_secs = pause, "cannot store fetched chunk; download paused");
+                    }
+                    None => {
+                        tracing::debug!(peer = %peer, patch = %patch, chunk = index, error, "cannot store fetched chunk during a pause");
+                    }
+                }
             }
             Err((error, true)) => {
                 download.scheduler.on_bad_chunk(&peer, index);
@@ -385,6 +434,51 @@ impl Agent {
                 self.penalise(peer, 25, "bad chunk");
                 let now = self.mono();
                 self.send_chunk_requests(&payload, now);
+            }
+        }
+    }
+}
+
+/// Chunk serves a peer may have in progress, per chunk request in flight
+/// this node allows itself per download (`requests_per_peer`), so an honest
+/// peer running up to this many downloads at once gets every chunk it
+/// requests. A peer at twice the resulting limit is penalised.
+// NOTE: the limit counts chunks, not bytes, so a peer may make the node
+// hold up to `requests_per_peer * 4` chunks of the largest chunk size.
+const SERVE_SLOTS_PER_REQUEST: usize = 4;
+
+/// Chunk serves in progress (read, or written but not yet read by the
+/// requester), by inbound request, so one peer cannot make the node hold an
+/// unbounded number of chunks in memory.
+#[derive(Debug, Default)]
+pub(super) struct ServeSlots {
+    by_request: HashMap<request_response::InboundRequestId, PeerId>,
+    by_peer: HashMap<PeerId, usize>,
+}
+
+impl ServeSlots {
+    /// Serves in progress for `peer`.
+    pub fn count(&self, peer: &PeerId) -> usize {
+        self.by_peer.get(peer).copied().unwrap_or(0)
+    }
+
+    /// Records a serve that started.
+    pub fn start(&mut self, request: request_response::InboundRequestId, peer: PeerId) {
+        if self.by_request.insert(request, peer).is_none() {
+            *self.by_peer.entry(peer).or_default() += 1;
+        }
+    }
+
+    /// Records a serve that ended: sent, or failed, which includes a closed
+    /// connection (request-response reports `ConnectionClosed` for each).
+    pub fn finish(&mut self, request: request_response::InboundRequestId) {
+        let Some(peer) = self.by_request.remove(&request) else {
+            return;
+        };
+        if let Some(count) = self.by_peer.get_mut(&peer) {
+            *count -= 1;
+            if *count == 0 {
+                self.by_peer.remove(&peer);
             }
         }
     }

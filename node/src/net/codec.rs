@@ -3,6 +3,8 @@
 //! Every frame is a 4-byte big-endian length followed by the body. The
 //! length is checked against the protocol's limit before any body byte is
 //! read, so a peer cannot make a node buffer more than one frame's limit.
+//! The body buffer grows with the bytes that actually arrive, so a length
+//! that promises more than the peer sends costs no memory.
 //! Chunk responses skip postcard: a 1-byte tag followed by raw chunk bytes,
 //! since that path moves every byte of every patch.
 
@@ -29,8 +31,40 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(
             format!("{protocol} frame of {len} bytes exceeds the limit of {limit} bytes"),
         ));
     }
-    let mut body = vec![0u8; len];
-    io.read_exact(&mut body).await?;
+    read_body(io, len, protocol).await
+}
+
+/// Bytes the body buffer grows by at first; later it doubles, up to the
+/// frame's length.
+const READ_STEP: usize = 64 * 1024;
+
+/// Reads a body of exactly `len` bytes. Fails with `UnexpectedEof` naming
+/// the byte counts when the stream ends first.
+async fn read_body<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    len: usize,
+    protocol: &'static str,
+) -> io::Result<Vec<u8>> {
+    let mut body: Vec<u8> = Vec::new();
+    while body.len() < len {
+        if body.len() == body.capacity() {
+            let grow = body.capacity().max(READ_STEP).min(len - body.len());
+            body.reserve_exact(grow);
+        }
+        let start = body.len();
+        let end = body.capacity().min(len);
+        body.resize(end, 0);
+        let read = io.read(&mut body[start..]).await?;
+        body.truncate(start + read);
+        if read == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{protocol} frame cut short: the stream ended after {start} of {len} body bytes"
+                ),
+            ));
+        }
+    }
     Ok(body)
 }
 
@@ -152,11 +186,9 @@ impl request_response::Codec for ChunkCodec {
             )));
         }
         match head[4] {
-            TAG_DATA => {
-                let mut body = vec![0u8; len - 1];
-                io.read_exact(&mut body).await?;
-                Ok(ChunkReply::Data(body))
-            }
+            TAG_DATA => Ok(ChunkReply::Data(
+                read_body(io, len - 1, wire::CHUNK_PROTOCOL).await?,
+            )),
             TAG_MISSING if len == 1 => Ok(ChunkReply::Missing),
             _ => Err(invalid("chunk response has an unknown tag")),
         }
@@ -181,5 +213,45 @@ impl request_response::Codec for ChunkCodec {
             ChunkReply::Data(bytes) => write_frame(io, &[&[TAG_DATA], &bytes]).await,
             ChunkReply::Missing => write_frame(io, &[&[TAG_MISSING]]).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+    use futures::io::Cursor;
+
+    fn frame(len: u32, body: &[u8]) -> Cursor<Vec<u8>> {
+        let mut bytes = len.to_be_bytes().to_vec();
+        bytes.extend_from_slice(body);
+        Cursor::new(bytes)
+    }
+
+    #[test]
+    fn whole_frame_is_read() {
+        let body: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let mut io = frame(body.len() as u32, &body);
+        let read = block_on(read_frame(&mut io, 1 << 20, "test")).expect("frame reads");
+        assert_eq!(read, body);
+    }
+
+    #[test]
+    fn frame_cut_short_names_the_counts() {
+        let mut io = frame(1000, &[7u8; 500]);
+        let error = block_on(read_frame(&mut io, 4096, "test")).expect_err("frame is cut short");
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(
+            error.to_string().contains("500 of 1000"),
+            "error does not name the counts: {error}"
+        );
+    }
+
+    #[test]
+    fn frame_over_the_limit_is_rejected_before_its_body() {
+        let mut io = frame(4097, &[]);
+        let error = block_on(read_frame(&mut io, 4096, "test")).expect_err("frame is too large");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert!(error.to_string().contains("4097"), "{error}");
     }
 }
