@@ -530,6 +530,11 @@ impl Node {
         self.run();
     }
 
+    /// Returns the process id while the process runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Returns whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child
