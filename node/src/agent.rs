@@ -648,6 +648,6 @@ fn failure_text<E: std::fmt::Display>(error: &E) -> String {
 }
 
 /// Shorthand for request-response events of the sync protocol.
-type SyncEvent = request_response::Event<wire::SyncRequest, wire::SyncResponse>;
+type SyncEvent = request_response::Event<crate::net::codec::SyncInbound, wire::SyncResponse>;
 /// Shorthand for request-response events of the chunk protocol.
 type ChunkEvent = request_response::Event<wire::ChunkRequest, ChunkReply>;

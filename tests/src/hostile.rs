@@ -25,11 +25,13 @@ use libp2p::identity::Keypair;
 use libp2p::request_response::{self, Message, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
-use patchmesh_node::net::codec::ChunkReply;
+use patchmesh_node::net::codec::{ChunkReply, SyncInbound};
 use patchmesh_node::net::{build_swarm, Behaviour, BehaviourEvent};
 use patchmesh_protocol::wire::{self, Hello, ObjectSummary, SyncRequest, SyncResponse};
 use patchmesh_protocol::{limits, Hash, Kind, Manifest, Policy, Root, Signed};
 use tokio::sync::{mpsc, oneshot};
+
+pub mod raw;
 
 /// How the peer responds to chunk requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -456,6 +458,9 @@ impl Actor {
                     },
                 ..
             })) => {
+                let SyncInbound::Request(request) = request else {
+                    return;
+                };
                 let response = self.answer_sync(request);
                 let _ = self
                     .swarm

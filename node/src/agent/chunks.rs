@@ -329,9 +329,7 @@ impl Agent {
             // It gets `Missing` at once and requests the chunk again after
             // its next chunk map poll.
             tracing::warn!(peer = %peer, chunk = %hash.short(), serving, limit, "too many chunk requests from peer in flight; replied missing");
-            if serving >= limit * 2 {
-                self.penalise(peer, 5, "chunk requests far over the limit in flight");
-            }
+            self.penalise(peer, 5, "chunk requests over the limit in flight");
             let _ = self
                 .swarm
                 .behaviour_mut()
@@ -442,7 +440,7 @@ impl Agent {
 /// Chunk serves a peer may have in progress, per chunk request in flight
 /// this node allows itself per download (`requests_per_peer`), so an honest
 /// peer running up to this many downloads at once gets every chunk it
-/// requests. A peer at twice the resulting limit is penalised.
+/// requests. Each request over the resulting limit is penalised.
 // NOTE: the limit counts chunks, not bytes, so a peer may make the node
 // hold up to `requests_per_peer * 4` chunks of the largest chunk size.
 const SERVE_SLOTS_PER_REQUEST: usize = 4;

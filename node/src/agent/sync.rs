@@ -10,6 +10,7 @@ use patchmesh_protocol::wire::{bitmap, ObjectSummary, SyncRequest, SyncResponse}
 use patchmesh_protocol::{limits, Hash, Kind, SignedReport};
 
 use super::{failure_text, Agent, SyncEvent, SyncPurpose};
+use crate::net::codec::SyncInbound;
 use crate::store::StoredReport;
 use crate::trust::Outcome;
 
@@ -21,7 +22,11 @@ const ANTI_ENTROPY_SECS: u64 = 30;
 
 impl Agent {
     pub(super) fn send_sync(&mut self, peer: PeerId, request: SyncRequest, purpose: SyncPurpose) {
-        let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_request(&peer, SyncInbound::Request(request));
         self.pending_sync.insert(id, (peer, purpose));
     }
 
@@ -29,7 +34,17 @@ impl Agent {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 Message::Request {
-                    request, channel, ..
+                    request: SyncInbound::Malformed(reason),
+                    ..
+                } => {
+                    // Dropping the channel closes the stream unanswered.
+                    tracing::warn!(peer = %peer, error = %reason, "malformed sync request from peer; stream closed");
+                    self.penalise(peer, 5, "malformed sync frame");
+                }
+                Message::Request {
+                    request: SyncInbound::Request(request),
+                    channel,
+                    ..
                 } => {
                     let response = self.answer_sync(peer, request);
                     let _ = self

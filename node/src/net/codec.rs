@@ -83,22 +83,48 @@ fn invalid(error: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error.to_string())
 }
 
+/// A sync request as read from a peer: decoded, or the reason it was not.
+#[derive(Debug)]
+pub enum SyncInbound {
+    /// A well-formed request.
+    Request(SyncRequest),
+    /// A frame over the limit, cut short, or whose body does not decode.
+    /// Request-response 0.30 passes read errors of inbound streams to no
+    /// one, so they come back as a value that the agent logs and penalises.
+    Malformed(String),
+}
+
 /// Codec of `/patchmesh/sync/1`.
 #[derive(Clone, Default)]
 pub struct SyncCodec;
 
 impl request_response::Codec for SyncCodec {
     type Protocol = StreamProtocol;
-    type Request = SyncRequest;
+    type Request = SyncInbound;
     type Response = SyncResponse;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> io::Result<SyncRequest> {
-        let body = read_frame(io, limits::MAX_CONTROL_FRAME_BYTES, wire::SYNC_PROTOCOL).await?;
-        wire::decode_sync(&body).map_err(invalid)
+    ) -> io::Result<SyncInbound> {
+        let body = match read_frame(io, limits::MAX_CONTROL_FRAME_BYTES, wire::SYNC_PROTOCOL).await
+        {
+            Ok(body) => body,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                return Ok(SyncInbound::Malformed(error.to_string()));
+            }
+            Err(error) => return Err(error),
+        };
+        Ok(match wire::decode_sync(&body) {
+            Ok(request) => SyncInbound::Request(request),
+            Err(error) => SyncInbound::Malformed(error.to_string()),
+        })
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -114,9 +140,15 @@ impl request_response::Codec for SyncCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        request: SyncRequest,
+        request: SyncInbound,
     ) -> io::Result<()> {
-        write_frame(io, &[&wire::encode_sync(&request)]).await
+        match request {
+            SyncInbound::Request(request) => write_frame(io, &[&wire::encode_sync(&request)]).await,
+            SyncInbound::Malformed(reason) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a malformed sync request is never sent: {reason}"),
+            )),
+        }
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(
