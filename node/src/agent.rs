@@ -260,6 +260,13 @@ impl Agent {
             data_dir,
             config.transfer.chunk_quota_bytes,
         )?);
+        // A bundle import cut off after it stored its objects still has
+        // chunks to move before anything reads them.
+        if let Err(error) =
+            crate::bundle::recover(&meta, &chunks, &data_dir.join(crate::bundle::STAGING_DIR))
+        {
+            tracing::error!(%error, "cannot finish an interrupted bundle import");
+        }
         let swarm = build_swarm(
             keypair.clone(),
             config.mdns,

@@ -4,12 +4,14 @@
 //! Pass one reads the file once, as a stream: it walks the root chain from
 //! the trusted root, verifies the index under the newest root, checks every
 //! object as admission would ([`Trust::check_under`]) and every chunk
-//! against the index, and writes chunks only into a staging folder. Pass two
-//! stores roots, admits objects and moves chunks into the chunk store. A
+//! against the index, and writes chunks only into a staging folder. A
 //! failure in pass one leaves the stores as they were and names the cause.
+//! Pass two ([`commit`]) stores roots and objects in one sled transaction,
+//! then moves the staged chunks into the chunk store; a crash in between is
+//! finished by [`recover`] at the next start.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
@@ -17,8 +19,17 @@ use jiff::{SignedDuration, Timestamp};
 use patchmesh_protocol::bundle::{BundleError, BundleIndex, BundleReader};
 use patchmesh_protocol::{Hash, Kind, Root, Signed, VerifyError};
 
-use crate::store::{ChunkError, ChunkStore};
+use crate::store::{ChunkError, ChunkStore, MetaStore};
 use crate::trust::{AdmitError, Outcome, Trust};
+
+mod commit;
+
+pub use commit::recover;
+use commit::{commit, Staging};
+
+/// Folder in the node's data folder that holds verified chunks of the
+/// bundle being imported.
+pub const STAGING_DIR: &str = "bundle-staging";
 
 /// Clock difference above which an import logs a warning.
 pub const DEFAULT_MAX_SKEW: SignedDuration = SignedDuration::from_hours(1);
@@ -93,6 +104,29 @@ pub enum ImportError {
         /// Why.
         source: AdmitError,
     },
+    /// An object is not newer than the one held for its slot.
+    #[error("bundle is older than what this node holds: {kind} {slot:?} revision {offered} is not above revision {held} already held (rollback or replay); import a bundle made from the newest objects")]
+    Older {
+        /// Kind.
+        kind: Kind,
+        /// Slot.
+        slot: String,
+        /// Revision held.
+        held: u64,
+        /// Revision in the bundle.
+        offered: u64,
+    },
+    /// A root of the bundle differs from the root this node trusts at the
+    /// same version.
+    #[error("root version {version} in the bundle (fleet {bundle_fleet:?}) is not the root this node trusts at that version (fleet {trusted_fleet:?}); the bundle was made for another trust root")]
+    ForeignRoot {
+        /// Version of the root.
+        version: u64,
+        /// Fleet named by the bundle's root.
+        bundle_fleet: String,
+        /// Fleet of the trusted root.
+        trusted_fleet: String,
+    },
     /// Two objects of the bundle compete for one slot.
     #[error("bundle carries two {kind} objects for slot {slot:?}")]
     DuplicateSlot {
@@ -103,13 +137,61 @@ pub enum ImportError {
     },
     /// Storing failed in pass two.
     #[error("storing the verified bundle failed: {0}")]
-    Store(String),
+    Store(#[from] crate::store::MetaError),
+    /// Admission rejected the verified bundle in pass two, which happens
+    /// only when the stores changed after pass one; nothing was stored.
+    #[error("storing the verified bundle failed: {0}")]
+    Commit(AdmitError),
     /// A chunk could not be staged or stored.
     #[error(transparent)]
     Chunk(#[from] ChunkError),
 }
 
-/// Imports the bundle at `path` into `trust` and `chunks`.
+impl ImportError {
+    /// Wraps an admission error for `signed` of pass one.
+    fn object(signed: &Signed, source: AdmitError) -> Self {
+        Self::admission(source, |source| ImportError::Object {
+            kind: signed.kind,
+            id: signed.id(),
+            source,
+        })
+    }
+
+    /// Names a rollback as an older bundle and wraps any other admission
+    /// error with `other`.
+    fn admission(source: AdmitError, other: impl FnOnce(AdmitError) -> Self) -> Self {
+        match source {
+            AdmitError::Rollback {
+                kind,
+                slot,
+                held,
+                offered,
+            } => ImportError::Older {
+                kind,
+                slot,
+                held,
+                offered,
+            },
+            source => other(source),
+        }
+    }
+}
+
+/// The stores an import writes to.
+pub struct Stores<'a> {
+    /// Trusted root and admission.
+    pub trust: &'a mut Trust,
+    /// The metadata database that `trust` writes, for the pending-chunk
+    /// record.
+    pub meta: &'a MetaStore,
+    /// Chunk files.
+    pub chunks: &'a ChunkStore,
+    /// Folder for verified chunks during the import, normally
+    /// [`STAGING_DIR`] in the data folder.
+    pub staging_dir: &'a Path,
+}
+
+/// Imports the bundle at `path` into `stores`.
 ///
 /// `staging_dir` receives verified chunks during pass one and is emptied of
 /// them afterwards. `now` and `clock` judge expiry, as in
@@ -117,35 +199,23 @@ pub enum ImportError {
 /// [`DEFAULT_MAX_SKEW`] is logged; use [`import_with_skew`] to set it.
 pub fn import(
     path: &Path,
-    trust: &mut Trust,
-    chunks: &ChunkStore,
-    staging_dir: &Path,
+    stores: Stores<'_>,
     now: Timestamp,
     clock: &'static str,
 ) -> Result<ImportSummary, ImportError> {
-    import_with_skew(
-        path,
-        trust,
-        chunks,
-        staging_dir,
-        now,
-        clock,
-        DEFAULT_MAX_SKEW,
-    )
+    import_with_skew(path, stores, now, clock, DEFAULT_MAX_SKEW)
 }
 
 /// [`import`] with the clock skew that triggers a warning.
 pub fn import_with_skew(
     path: &Path,
-    trust: &mut Trust,
-    chunks: &ChunkStore,
-    staging_dir: &Path,
+    stores: Stores<'_>,
     now: Timestamp,
     clock: &'static str,
     max_skew: SignedDuration,
 ) -> Result<ImportSummary, ImportError> {
-    let staged = Staging::new(staging_dir)?;
-    let verified = verify(path, trust, chunks, &staged, now, clock)?;
+    let staged = Staging::new(stores.staging_dir, stores.meta, stores.chunks)?;
+    let verified = verify(path, stores.trust, stores.chunks, &staged, now, clock)?;
     let skew = now.duration_since(verified.index.issued);
     if skew.abs() > max_skew {
         tracing::warn!(
@@ -156,7 +226,7 @@ pub fn import_with_skew(
             "node clock differs from the bundle's signing time by more than the allowed skew"
         );
     }
-    commit(verified, trust, chunks, &staged, now, clock)
+    commit(verified, stores, &staged, now, clock)
 }
 
 /// Everything pass one verified, ready to store.
@@ -164,47 +234,9 @@ struct Verified {
     index: BundleIndex,
     new_roots: Vec<Signed>,
     objects: Vec<Signed>,
-    /// Chunks staged, by hash, with whether the store lacks them.
+    /// Chunks staged because the store lacks them, by hash.
     staged_chunks: Vec<Hash>,
     summary: ImportSummary,
-}
-
-/// Staging folder for chunks of one import; removes what it wrote on drop.
-struct Staging {
-    dir: PathBuf,
-    written: std::cell::RefCell<Vec<PathBuf>>,
-}
-
-impl Staging {
-    fn new(dir: &Path) -> Result<Self, ImportError> {
-        fs::create_dir_all(dir).map_err(|source| ChunkError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        Ok(Staging {
-            dir: dir.to_path_buf(),
-            written: Default::default(),
-        })
-    }
-
-    fn path(&self, hash: &Hash) -> PathBuf {
-        self.dir.join(hash.to_hex())
-    }
-
-    fn put(&self, hash: &Hash, bytes: &[u8]) -> Result<(), ChunkError> {
-        let path = self.path(hash);
-        crate::store::chunks::write_synced(&self.dir, &path, bytes)?;
-        self.written.borrow_mut().push(path);
-        Ok(())
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        for path in self.written.borrow().iter() {
-            let _ = fs::remove_file(path);
-        }
-    }
 }
 
 fn verify(
@@ -221,14 +253,24 @@ fn verify(
     })?;
     let mut reader = BundleReader::open(BufReader::new(file))?;
 
-    // Walk the chain from the trusted root; versions already trusted are
-    // covered by the signed index, which hashes every envelope.
+    // Walk the chain from the trusted root. A root of another fleet, or
+    // another root at the trusted version, is named as such before any
+    // signature check, so the error says what is wrong with the bundle.
     let mut root: Root = trust.root().clone();
     let mut new_roots = Vec::new();
     for signed in reader.roots() {
         let body: Root = signed
             .decode_body()
             .map_err(|source| ImportError::Root { version: 0, source })?;
+        if body.fleet != root.fleet
+            || (body.version == trust.root().version && body != *trust.root())
+        {
+            return Err(ImportError::ForeignRoot {
+                version: body.version,
+                bundle_fleet: body.fleet,
+                trusted_fleet: root.fleet.clone(),
+            });
+        }
         if body.version <= root.version {
             continue;
         }
@@ -254,8 +296,16 @@ fn verify(
         });
     }
 
-    // The index under the newest root, for this node's fleet.
+    // The index under the newest root, for this node's fleet. The fleet is
+    // compared first so that another fleet's bundle is named as such
+    // rather than as a bad signature.
     let index_id = reader.index().id();
+    if reader.body().fleet != root.fleet {
+        return Err(ImportError::OtherFleet {
+            expected: root.fleet.clone(),
+            actual: reader.body().fleet.clone(),
+        });
+    }
     let index: BundleIndex = reader
         .index()
         .verify(&root, trust.effective_now(now), clock)
@@ -263,12 +313,6 @@ fn verify(
             index: index_id,
             source,
         })?;
-    if index.fleet != root.fleet {
-        return Err(ImportError::OtherFleet {
-            expected: root.fleet.clone(),
-            actual: index.fleet,
-        });
-    }
 
     let mut summary = ImportSummary {
         index: index_id,
@@ -287,11 +331,7 @@ fn verify(
     while let Some(signed) = reader.next_object()? {
         let checked = trust
             .check_under(&root, &signed, now, clock)
-            .map_err(|source| ImportError::Object {
-                kind: signed.kind,
-                id: signed.id(),
-                source,
-            })?;
+            .map_err(|source| ImportError::object(&signed, source))?;
         if !slots.insert((checked.kind, checked.slot.clone())) {
             return Err(ImportError::DuplicateSlot {
                 kind: checked.kind,
@@ -305,7 +345,15 @@ fn verify(
         objects.push(signed);
     }
 
-    // Chunks, hashed by the reader and staged one at a time.
+    // Chunks, hashed by the reader and staged one at a time, once the
+    // quota has room for every chunk the store lacks.
+    let missing_bytes: u64 = index
+        .chunks
+        .iter()
+        .filter(|entry| !chunks.contains(&entry.hash))
+        .map(|entry| u64::from(entry.size))
+        .sum();
+    chunks.check_room(missing_bytes)?;
     let mut staged_chunks = Vec::new();
     while let Some((entry, bytes)) = reader.next_chunk()? {
         if chunks.contains(&entry.hash) {
@@ -325,43 +373,6 @@ fn verify(
         staged_chunks,
         summary,
     })
-}
-
-fn commit(
-    verified: Verified,
-    trust: &mut Trust,
-    chunks: &ChunkStore,
-    staging: &Staging,
-    now: Timestamp,
-    clock: &'static str,
-) -> Result<ImportSummary, ImportError> {
-    let store_error = |what: String| ImportError::Store(what);
-    for signed in &verified.new_roots {
-        trust
-            .admit(signed, now, clock)
-            .map_err(|e| store_error(format!("root {}: {e}", signed.id().short())))?;
-    }
-    for signed in &verified.objects {
-        trust
-            .admit(signed, now, clock)
-            .map_err(|e| store_error(format!("{} {}: {e}", signed.kind, signed.id().short())))?;
-    }
-    for hash in &verified.staged_chunks {
-        let path = staging.path(hash);
-        let bytes = fs::read(&path).map_err(|source| ChunkError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        chunks.put(hash, &bytes)?;
-    }
-    tracing::info!(
-        bundle = %verified.summary.index.short(),
-        roots = verified.summary.roots,
-        objects = verified.summary.objects_stored,
-        chunks = verified.summary.chunks_stored,
-        "bundle imported"
-    );
-    Ok(verified.summary)
 }
 
 #[cfg(test)]

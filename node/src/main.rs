@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use patchmesh_node::agent::{self, Agent};
 use patchmesh_node::config::{Config, CONFIG_FILE};
@@ -326,6 +327,12 @@ fn main() -> ExitCode {
                     "/v1/bundles/import",
                     Some(serde_json::json!({ "path": path })),
                 )
+                .with_context(|| {
+                    format!(
+                        "importing \"{}\" failed; the node stores nothing from a rejected bundle",
+                        file.display()
+                    )
+                })
             })
             .map(|reply| {
                 eprintln!(

@@ -13,6 +13,7 @@ use patchmesh_protocol::{limits, Body, Hash, Kind, Manifest, Policy, Root, Signe
 
 use crate::store::{MetaError, MetaStore};
 
+mod batch;
 mod check;
 
 /// Verifies a non-root object under `root` at `now` and returns its slot,

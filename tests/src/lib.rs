@@ -625,6 +625,65 @@ pub fn wait_state(observer: &Node, hosts: &[&str], patch: &str, state: &str, tim
     });
 }
 
+/// Runs `patchmesh-node bundle import FILE --node URL`; returns the
+/// output, whatever the exit status.
+pub fn import_bundle(url: &str, file: &Path) -> Output {
+    Command::new(&binaries().node)
+        .args(["bundle", "import"])
+        .arg(file)
+        .args(["--node", url])
+        .output()
+        .expect("patchmesh-node bundle import runs")
+}
+
+/// Imports `file` into `node`, asserts success and returns the node's
+/// import summary.
+pub fn import_bundle_ok(node: &Node, file: &Path) -> Value {
+    let output = import_bundle(&node.url, file);
+    assert!(
+        output.status.success(),
+        "importing {} failed: {}",
+        file.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    last_json(&output)
+}
+
+/// Returns the file names in `patch`'s `chunks/` folder: the BLAKE3 hex of
+/// each chunk.
+pub fn patch_chunk_names(patch: &Patch) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(patch.dir.join("chunks"))
+        .expect("patch chunks folder")
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Returns the seed of a randomized crash test: `PATCHMESH_CRASH_SEED` when
+/// set, or a random one. Prints it with the line that replays it.
+pub fn crash_seed() -> u64 {
+    let seed = std::env::var("PATCHMESH_CRASH_SEED")
+        .ok()
+        .map(|text| text.parse::<u64>().expect("PATCHMESH_CRASH_SEED is a u64"))
+        .unwrap_or_else(rand::random);
+    println!("crash seed {seed} (replay with PATCHMESH_CRASH_SEED={seed})");
+    seed
+}
+
+/// Copies the folder `from` to `to`, recursively, such as a sled database
+/// to open without disturbing its owner.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the folder copy");
+    for entry in std::fs::read_dir(from).expect("list the folder").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a file");
+        }
+    }
+}
+
 /// Returns the first lines of a policy `id`, version 1, that expires in 30
 /// days; tests append its sections.
 pub fn policy_header(id: &str) -> String {

@@ -16,14 +16,21 @@ impl Agent {
     /// Imports one bundle file and spreads what it carried as if it came
     /// over the mesh; the error names what failed, and nothing is stored.
     pub(super) fn import_bundle(&mut self, path: &Path) -> Result<serde_json::Value, String> {
-        let staging = self.data_dir.join("bundle-staging");
+        let staging = self.data_dir.join(bundle::STAGING_DIR);
         let now = self.shared.clock.now();
         let clock = self.shared.clock.name();
+        let stores = bundle::Stores {
+            trust: &mut self.trust,
+            meta: &self.shared.meta,
+            chunks: &self.shared.chunks,
+            staging_dir: &staging,
+        };
+        // NOTE: the import runs on the agent's task, so the swarm waits
+        // while a large bundle is hashed and staged (seconds per 64 MiB in
+        // a debug build).
         let summary = bundle::import_with_skew(
             path,
-            &mut self.trust,
-            &self.shared.chunks,
-            &staging,
+            stores,
             now,
             clock,
             jiff::SignedDuration::from_secs(self.config.max_clock_skew_secs as i64),

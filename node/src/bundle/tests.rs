@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::fs;
 
 use patchmesh_protocol::bundle::{BundleWriter, ChunkEntry, ObjectEntry};
 use patchmesh_protocol::{Policy, Role, RoleKeys, SecretKey};
@@ -85,15 +86,21 @@ fn bundle(
 struct Node {
     dir: tempfile::TempDir,
     trust: Trust,
+    meta: MetaStore,
     chunks: ChunkStore,
 }
 
 fn node(pinned: &Signed) -> Node {
     let dir = tempfile::tempdir().expect("tempdir");
     let meta = MetaStore::open(&dir.path().join("meta")).expect("meta");
-    let trust = Trust::load(pinned, meta).expect("trust");
+    let trust = Trust::load(pinned, meta.clone()).expect("trust");
     let chunks = ChunkStore::open(dir.path(), 0).expect("chunks");
-    Node { dir, trust, chunks }
+    Node {
+        dir,
+        trust,
+        meta,
+        chunks,
+    }
 }
 
 impl Node {
@@ -101,14 +108,13 @@ impl Node {
         let path = self.dir.path().join("in.pmb");
         fs::write(&path, bytes).expect("write bundle");
         let staging = self.dir.path().join("staging");
-        import(
-            &path,
-            &mut self.trust,
-            &self.chunks,
-            &staging,
-            ts(NOW),
-            "test",
-        )
+        let stores = Stores {
+            trust: &mut self.trust,
+            meta: &self.meta,
+            chunks: &self.chunks,
+            staging_dir: &staging,
+        };
+        import(&path, stores, ts(NOW), "test")
     }
 
     fn stored_objects(&self, key: &SecretKey) -> bool {

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use patchmesh_protocol::{Hash, Manifest};
 
+mod adopt;
+
 /// Why a chunk operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ChunkError {

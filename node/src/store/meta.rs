@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
+mod batch;
+
+pub use batch::Batch;
+
 /// Why a metadata operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {

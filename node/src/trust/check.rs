@@ -3,9 +3,10 @@
 //! is stored.
 
 use jiff::Timestamp;
-use patchmesh_protocol::{Root, Signed};
+use patchmesh_protocol::{Kind, Root, Signed};
 
 use super::{AdmitError, Admitted, Outcome, Trust};
+use crate::store::meta::SlotEntry;
 
 impl Trust {
     /// Checks `signed` as [`Trust::admit`] would under the trusted root,
@@ -35,11 +36,24 @@ impl Trust {
         } else {
             clock
         };
-        let (slot, revision, _) = super::verify_header(root, signed, now, clock)?;
+        self.check_at(root, signed, now, clock)
+            .map(|(admitted, _)| admitted)
+    }
+
+    /// Checks a non-root object under `root` at the effective time `now`
+    /// and returns it with its signing time.
+    pub(super) fn check_at(
+        &self,
+        root: &Root,
+        signed: &Signed,
+        now: Timestamp,
+        clock: &'static str,
+    ) -> Result<(Admitted, Timestamp), AdmitError> {
+        let (slot, revision, issued) = super::verify_header(root, signed, now, clock)?;
 
         let id = signed.id();
         let mut outcome = Outcome::Stored;
-        if let Some(held) = self.meta.slot(signed.kind, &slot)? {
+        if let Some(held) = self.held_under(root, signed.kind, &slot)? {
             if held.id == id {
                 outcome = Outcome::Duplicate;
             } else if revision <= held.revision {
@@ -51,12 +65,36 @@ impl Trust {
                 });
             }
         }
-        Ok(Admitted {
+        let admitted = Admitted {
             id,
             kind: signed.kind,
             slot,
             revision,
             outcome,
-        })
+        };
+        Ok((admitted, issued))
+    }
+
+    /// The slot entry held for `kind` and `slot`, unless its object no
+    /// longer carries a threshold of signatures under `root`. Such an
+    /// object is dropped when `root` is stored, so it sets no revision
+    /// floor for objects checked under `root`.
+    pub(super) fn held_under(
+        &self,
+        root: &Root,
+        kind: Kind,
+        slot: &str,
+    ) -> Result<Option<SlotEntry>, AdmitError> {
+        let Some(held) = self.meta.slot(kind, slot)? else {
+            return Ok(None);
+        };
+        if root.version == self.root.version {
+            return Ok(Some(held));
+        }
+        let still_trusted = match self.meta.object(&held.id)? {
+            Some(signed) => root.check_threshold(kind.role(), &signed).is_ok(),
+            None => false,
+        };
+        Ok(still_trusted.then_some(held))
     }
 }
