@@ -23,7 +23,7 @@ use crate::store::{ChunkError, ChunkStore, MetaStore};
 
 /// Key in the metadata database of the chunks a committed import has not
 /// moved into the chunk store yet.
-const PENDING_CHUNKS_KEY: &str = "bundle_pending_chunks";
+pub(super) const PENDING_CHUNKS_KEY: &str = "bundle_pending_chunks";
 
 /// Staging folder for chunks of one import; removes what it wrote on drop.
 pub(super) struct Staging {
@@ -119,8 +119,8 @@ pub(super) fn commit(
 /// how many chunks it moved.
 ///
 /// A staged chunk that is missing or no longer matches its hash is logged
-/// and left out; the node then fetches it from peers like any other chunk
-/// of a held manifest.
+/// and left out. The node then fetches it from peers like any other chunk
+/// of a held manifest, and importing the bundle again stores it too.
 pub fn recover(
     meta: &MetaStore,
     chunks: &ChunkStore,
@@ -136,13 +136,13 @@ pub fn recover(
                 chunk = %hash.short(),
                 actual = %actual.short(),
                 path = %path.display(),
-                "staged chunk of an interrupted bundle import is damaged; it will be fetched from peers"
+                "staged chunk of an interrupted bundle import is damaged; fetch it from peers or import the bundle again"
             ),
             Err(error) if !chunks.contains(hash) => tracing::error!(
                 chunk = %hash.short(),
                 path = %path.display(),
                 %error,
-                "staged chunk of an interrupted bundle import cannot be read; it will be fetched from peers"
+                "staged chunk of an interrupted bundle import cannot be read; fetch it from peers or import the bundle again"
             ),
             _ => {}
         }

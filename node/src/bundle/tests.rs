@@ -5,6 +5,7 @@ use patchmesh_protocol::bundle::{BundleWriter, ChunkEntry, ObjectEntry};
 use patchmesh_protocol::{Policy, Role, RoleKeys, SecretKey};
 
 use super::*;
+use crate::store::meta::Batch;
 use crate::store::MetaStore;
 
 fn ts(text: &str) -> Timestamp {
@@ -54,13 +55,24 @@ fn bundle(
     chunks: &[Vec<u8>],
     key: &SecretKey,
 ) -> Vec<u8> {
+    bundle_with_roots(fleet, std::slice::from_ref(root), objects, chunks, key)
+}
+
+/// Writes a bundle as [`bundle`] does, carrying the root chain `roots`.
+fn bundle_with_roots(
+    fleet: &str,
+    roots: &[Signed],
+    objects: &[Signed],
+    chunks: &[Vec<u8>],
+    key: &SecretKey,
+) -> Vec<u8> {
     let body = BundleIndex {
         fleet: fleet.into(),
         revision: 1,
         issued: ts("2027-02-09T00:00:00Z"),
         expires: ts("2027-03-01T00:00:00Z"),
         since: None,
-        roots: vec![ObjectEntry::of(root)],
+        roots: roots.iter().map(ObjectEntry::of).collect(),
         objects: objects.iter().map(ObjectEntry::of).collect(),
         chunks: chunks
             .iter()
@@ -71,8 +83,7 @@ fn bundle(
             .collect(),
     };
     let index = Signed::sign(&body, &[key]);
-    let mut writer =
-        BundleWriter::new(Vec::new(), std::slice::from_ref(root), &index).expect("header");
+    let mut writer = BundleWriter::new(Vec::new(), roots, &index).expect("header");
     for object in objects {
         writer.write_object(object).expect("object");
     }
@@ -244,4 +255,72 @@ fn flipped_chunk_byte_stores_nothing() {
     );
     assert!(!node.stored_objects(&key));
     assert!(!node.chunks.contains(&Hash::of(&chunk)));
+}
+
+#[test]
+fn recover_moves_chunks_of_a_committed_import() {
+    let key = SecretKey::generate();
+    let node = node(&root("ships", &key));
+    let staging = node.dir.path().join("staging");
+    fs::create_dir_all(&staging).expect("staging");
+
+    // What a crash after the transaction leaves: the record, one staged
+    // chunk intact, one damaged on disk, and a temporary file.
+    let good = vec![3u8; 500];
+    let damaged = Hash::of(b"expected bytes");
+    fs::write(staging.join(Hash::of(&good).to_hex()), &good).expect("write");
+    fs::write(staging.join(damaged.to_hex()), b"other bytes").expect("write");
+    fs::write(staging.join("chunk.1234.tmp"), b"partial").expect("write");
+    let mut batch = Batch::default();
+    batch.set_misc(commit::PENDING_CHUNKS_KEY, &vec![Hash::of(&good), damaged]);
+    node.meta.put_batch(&batch).expect("record");
+
+    let moved = recover(&node.meta, &node.chunks, &staging).expect("recovers");
+    assert_eq!(moved, 1);
+    assert_eq!(node.chunks.get(&Hash::of(&good)).expect("read"), Some(good));
+    assert!(!node.chunks.contains(&damaged));
+    assert_eq!(fs::read_dir(&staging).expect("staging").count(), 0);
+    let pending: Option<Vec<Hash>> = node
+        .meta
+        .misc(commit::PENDING_CHUNKS_KEY)
+        .expect("read record");
+    assert_eq!(pending, None);
+}
+
+#[test]
+fn rotation_in_bundle_lifts_revoked_floor() {
+    let leaked = SecretKey::generate();
+    let fresh = SecretKey::generate();
+    let pinned = root("ships", &leaked);
+    let mut node = node(&pinned);
+    node.import(&bundle(
+        "ships",
+        &pinned,
+        &[policy(1 << 40, &leaked)],
+        &[],
+        &leaked,
+    ))
+    .expect("policy signed by the leaked key imports");
+
+    // Root version 2 lists only the fresh key, signed by both.
+    let mut body: Root = pinned.decode_body().expect("root body");
+    body.version = 2;
+    body.keys.clear();
+    body.keys.insert(fresh.id(), fresh.public());
+    for rule in body.roles.values_mut() {
+        rule.keys = vec![fresh.id()];
+    }
+    let rotated = Signed::sign(&body, &[&leaked, &fresh]);
+    let summary = node
+        .import(&bundle_with_roots(
+            "ships",
+            &[pinned, rotated],
+            &[policy(2, &fresh)],
+            &[],
+            &fresh,
+        ))
+        .expect("a low revision under the new root imports");
+    assert_eq!(summary.roots, 1);
+    assert_eq!(summary.objects_stored, 1);
+    assert_eq!(node.trust.root().version, 2);
 }
