@@ -2,6 +2,7 @@
 //! are graylisted; first deliveries of valid objects earn it.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use libp2p::gossipsub::{IdentTopic, PeerScoreParams, PeerScoreThresholds, TopicScoreParams};
@@ -26,9 +27,18 @@ pub fn params() -> (PeerScoreParams, PeerScoreThresholds) {
     };
     let mut topics = HashMap::new();
     topics.insert(topic.hash(), topic_params);
+    // The default IP colocation penalty (P6) graylists every peer of an
+    // address shared by more than 10 peers, which stops Sybils from one
+    // host. Loopback is exempt: peers on one machine all share it, so 40
+    // Sybils on loopback would graylist an honest peer there too.
+    let loopback = [
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ];
     let params = PeerScoreParams {
         topics,
         decay_interval: Duration::from_secs(1),
+        ip_colocation_factor_whitelist: loopback.into_iter().collect(),
         ..PeerScoreParams::default()
     };
     let thresholds = PeerScoreThresholds {
