@@ -45,7 +45,7 @@ pub enum RawFrame {
     JunkAtLimit,
 }
 
-/// How the raw peer answers the node's chunk requests.
+/// The raw peer's reply to the node's chunk requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RawChunkReply {
     /// `Missing`.
@@ -214,7 +214,7 @@ impl request_response::Codec for RawChunkCodec {
         Ok(Hash(hash))
     }
 
-    /// Never reads the reply, so the node holds the chunk it serves until
+    /// Never reads the reply, so the node keeps the chunk it serves in memory until
     /// the stream times out or the connection closes.
     async fn read_response<T: AsyncRead + Unpin + Send>(
         &mut self,
@@ -278,7 +278,7 @@ pub struct RawPeer {
 
 impl RawPeer {
     /// Starts a raw peer that introduces itself with `hello`, claims every
-    /// chunk of every payload, and answers chunk requests with `reply`.
+    /// chunk of every payload, and replies to chunk requests with `reply`.
     pub fn start(hello: Hello, reply: RawChunkReply) -> anyhow::Result<Self> {
         let keypair = Keypair::generate_ed25519();
         let peer_id = keypair.public().to_peer_id();
