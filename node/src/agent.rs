@@ -12,6 +12,7 @@ mod chunks;
 pub mod inventory;
 mod patches;
 mod peers;
+mod reach;
 mod reports;
 mod sync;
 
@@ -34,7 +35,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::net::codec::ChunkReply;
-use crate::net::{build_swarm, Behaviour, BehaviourEvent};
+use crate::net::dial::DialPolicy;
+use crate::net::{build_swarm_with, Behaviour, BehaviourEvent, SwarmOptions};
 use crate::store::{ChunkStore, MetaStore};
 use crate::trust::{AdmitError, Admitted, Outcome, Trust};
 
@@ -188,6 +190,8 @@ pub struct Agent {
     last_anti_entropy: Instant,
     last_plan: Instant,
     wan_budget: chunks::WanBudget,
+    /// Direct and relayed connections, WAN duty, relay reservations.
+    reach: reach::Reach,
     /// Chunk serves in progress per peer, to bound the memory they hold.
     serving: chunks::ServeSlots,
     last_import_scan: Instant,
@@ -267,10 +271,17 @@ impl Agent {
         {
             tracing::error!(%error, "cannot finish an interrupted bundle import");
         }
-        let swarm = build_swarm(
+        let swarm = build_swarm_with(
             keypair.clone(),
-            config.mdns,
-            config.transfer.requests_per_peer,
+            SwarmOptions {
+                mdns: config.mdns,
+                requests_per_peer: config.transfer.requests_per_peer,
+                dial_policy: DialPolicy::new(
+                    &config.dial_ranges,
+                    config.bootstrap.iter().chain(&config.relay.addrs),
+                ),
+                relay: config.relay.clone(),
+            },
         )?;
         let clock = Clock::from_config(&config.clock);
         let info = NodeInfo {
@@ -333,6 +344,7 @@ impl Agent {
             last_anti_entropy: Instant::now(),
             last_plan: Instant::now(),
             wan_budget: chunks::WanBudget::default(),
+            reach: reach::Reach::new(),
             serving: chunks::ServeSlots::default(),
             last_import_scan: Instant::now(),
             last_sweep: Instant::now(),
@@ -368,7 +380,7 @@ impl Agent {
             site: self.config.site.clone(),
             groups: self.config.groups.clone(),
             observer: self.config.observer,
-            wan: self.config.wan,
+            wan: self.reach.wan,
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
         }
     }
@@ -392,6 +404,7 @@ impl Agent {
                 .listen_on(addr.clone())
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         }
+        self.dial_relays();
         self.swarm
             .behaviour_mut()
             .gossipsub
@@ -430,6 +443,7 @@ impl Agent {
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
+                self.on_new_listen_addr(&address);
                 let full = address.with_p2p(self.local).unwrap_or_else(|a| a);
                 tracing::info!(address = %full, "listening");
                 self.shared
@@ -440,8 +454,14 @@ impl Agent {
                     .push(full.to_string());
                 self.write_listen_file();
             }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => self.on_listener_closed(listener_id, reason.err().map(|e| e.to_string())),
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 num_established,
                 endpoint,
                 ..
@@ -454,14 +474,21 @@ impl Agent {
                     tracing::debug!(peer = %peer_id, address = %endpoint.get_remote_address(), "peer connected");
                     self.on_peer_connected(peer_id);
                 }
+                self.on_connection_opened(peer_id, connection_id, endpoint.is_relayed());
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
+                endpoint,
                 ..
             } => {
-                tracing::debug!(peer = %peer_id, "peer disconnected");
-                self.on_peer_disconnected(peer_id);
+                if num_established == 0 {
+                    tracing::debug!(peer = %peer_id, "peer disconnected");
+                    self.on_peer_disconnected(peer_id, endpoint.is_relayed());
+                } else {
+                    self.on_connection_lost(peer_id, connection_id);
+                }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
@@ -485,6 +512,9 @@ impl Agent {
             }) => {
                 self.on_identify(peer_id, info.listen_addrs);
             }
+            BehaviourEvent::RelayClient(event) => self.on_relay_client_event(event),
+            BehaviourEvent::RelayServer(event) => self.on_relay_server_event(event),
+            BehaviourEvent::Dcutr(event) => self.on_dcutr_event(event),
             BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
                     self.maybe_dial(peer, vec![addr]);
@@ -612,6 +642,7 @@ impl Agent {
 
     fn on_tick(&mut self) {
         self.tick_downloads();
+        self.tick_reach();
         if self.last_plan.elapsed() >= Duration::from_secs(1) {
             self.last_plan = Instant::now();
             self.plan();

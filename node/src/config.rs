@@ -34,7 +34,9 @@ pub struct Config {
     /// Whether mDNS discovery of LAN peers is on. Off unless asked for.
     #[serde(default)]
     pub mdns: bool,
-    /// Whether this node may fetch chunks from other sites.
+    /// Whether this node may fetch chunks from other sites. When true, it
+    /// does so only while it has a direct (not relayed) connection to a
+    /// peer of another site. False turns WAN fetches off for good.
     #[serde(default = "yes")]
     pub wan: bool,
     /// Address ranges (CIDR, such as "10.20.0.0/16") besides loopback that
@@ -53,6 +55,9 @@ pub struct Config {
     /// Transfer settings.
     #[serde(default)]
     pub transfer: TransferConfig,
+    /// Circuit relay settings, for nodes behind NAT and the relays they use.
+    #[serde(default)]
+    pub relay: RelayConfig,
     /// Inventory adapter and its sources.
     #[serde(default)]
     pub inventory: crate::inventory::InventoryConfig,
@@ -113,6 +118,49 @@ impl Default for TransferConfig {
             wan_requests_in_flight: 16,
             wan_bytes_per_sec: 0,
             wan_windows: Vec::new(),
+        }
+    }
+}
+
+/// Circuit relay (libp2p circuit relay v2) settings.
+///
+/// A relay server lets peers that cannot be dialed (behind NAT) take
+/// connections through it. Circuits carry gossip, sync requests and
+/// reports, never chunks, so their limits stay small.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Whether this node serves as a relay for other peers.
+    pub server: bool,
+    /// Relay multiaddrs with `/p2p/PEER`: this node reserves a slot on each
+    /// and listens through it, so peers that cannot dial it directly
+    /// reach it there.
+    pub addrs: Vec<String>,
+    /// Maximum reservations the relay server keeps at once.
+    pub max_reservations: usize,
+    /// Maximum circuits the relay server carries at once.
+    pub max_circuits: usize,
+    /// Seconds after which the relay server closes a circuit.
+    pub max_circuit_secs: u64,
+    /// Bytes, both directions together, after which the relay server
+    /// closes a circuit.
+    pub max_circuit_bytes: u64,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            server: false,
+            addrs: Vec::new(),
+            max_reservations: 128,
+            max_circuits: 64,
+            // Long enough for a hole punch and a burst of sync traffic.
+            // The agent dials the peer again when its circuit closes.
+            max_circuit_secs: 600,
+            // Room for a full inventory of a few thousand packages (an
+            // estimate: about 60 bytes per package). Chunks never travel
+            // on a circuit.
+            max_circuit_bytes: 1024 * 1024,
         }
     }
 }
@@ -228,6 +276,11 @@ mod tests {
             import_dir: None,
             max_clock_skew_secs: 3_600,
             transfer: TransferConfig::default(),
+            relay: RelayConfig {
+                server: true,
+                addrs: vec!["/ip4/10.0.0.1/udp/4001/quic-v1/p2p/12D3KooWRBhwfeP2Y4TCx1SM6s9rUoHhR5F6TGCZeJ6DyK8tQfDD".into()],
+                ..RelayConfig::default()
+            },
             inventory: Default::default(),
             deb: Default::default(),
             commands: Commands::default(),

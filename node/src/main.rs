@@ -152,9 +152,18 @@ struct InitArgs {
     /// Discover LAN peers with mDNS.
     #[arg(long)]
     mdns: bool,
-    /// Never fetch chunks from other sites.
+    /// Never fetch chunks from other sites. Without it a node fetches from
+    /// other sites only while it has a direct connection to a peer there.
     #[arg(long)]
     no_wan: bool,
+    /// Serve as a circuit relay for peers that cannot be dialed directly
+    /// (behind NAT).
+    #[arg(long)]
+    relay_server: bool,
+    /// Relay multiaddr with /p2p/PEER to reserve a slot on and listen
+    /// through, for a node behind NAT; repeat for several.
+    #[arg(long = "relay")]
+    relays: Vec<String>,
     /// CIDR range besides loopback that peers learned by exchange or mDNS
     /// may be dialed in; repeat for several.
     #[arg(long = "dial-range")]
@@ -175,6 +184,9 @@ struct InitArgs {
 }
 
 fn init(args: InitArgs) -> anyhow::Result<()> {
+    for relay in &args.relays {
+        patchmesh_node::net::relay::parse_relay_addr(relay)?;
+    }
     let config_path = args.data_dir.join(CONFIG_FILE);
     if config_path.exists() {
         anyhow::bail!(
@@ -210,6 +222,11 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
         import_dir: args.import_dir,
         max_clock_skew_secs: 3_600,
         transfer: Default::default(),
+        relay: patchmesh_node::config::RelayConfig {
+            server: args.relay_server,
+            addrs: args.relays,
+            ..Default::default()
+        },
         inventory: patchmesh_node::inventory::InventoryConfig {
             adapter: args.inventory,
             dpkg_status: args

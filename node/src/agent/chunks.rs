@@ -125,7 +125,7 @@ impl Agent {
             requests_per_peer: self.config.transfer.requests_per_peer,
             request_timeout_secs: self.config.transfer.request_timeout_secs as f64,
             max_cross_site_in_flight: self.config.transfer.wan_requests_in_flight.max(1),
-            wan: self.config.wan,
+            wan: self.reach.wan,
             chunk_bytes: u64::from(manifest.chunk_size),
             ..SchedulerConfig::default()
         };
@@ -137,16 +137,7 @@ impl Agent {
             config,
             self.mono(),
         );
-        for (peer, entry) in &self.peers {
-            if let Some(hello) = &entry.hello {
-                let same_site = hello.site == self.config.site;
-                if same_site && !self.config.transfer.lan_sharing {
-                    continue;
-                }
-                let wan_member = (same_site && hello.wan).then(|| peer.to_bytes());
-                scheduler.add_peer(*peer, same_site, wan_member);
-            }
-        }
+        self.register_peers(&mut scheduler);
         tracing::info!(patch = %manifest.patch_ref(), chunks = manifest.chunks.len(), resumed, "download started");
         self.downloads.insert(
             manifest.payload_hash,

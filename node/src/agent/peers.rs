@@ -1,15 +1,16 @@
 //! What the agent records about each connected peer, peer exchange, and which
 //! addresses it may dial.
 
-use std::net::IpAddr;
+use std::collections::HashMap;
 
-use libp2p::multiaddr::Protocol;
+use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 use patchmesh_protocol::limits;
 use patchmesh_protocol::wire::{Hello, PeerRecord, SyncRequest};
 use serde::Serialize;
 
 use super::{Agent, SyncPurpose};
+use crate::net::dial::dial_allowed;
 
 /// Most peers a node keeps connections to; peer exchange stops dialing there.
 const MAX_PEERS: usize = 64;
@@ -21,6 +22,25 @@ pub(super) struct PeerEntry {
     pub hello: Option<Hello>,
     /// Addresses it listens on, from identify.
     pub listen: Vec<Multiaddr>,
+    /// Open connections, each with whether it runs through a relay circuit.
+    pub connections: HashMap<ConnectionId, bool>,
+}
+
+impl PeerEntry {
+    /// Whether at least one connection to the peer is direct. Chunks travel
+    /// on direct connections only.
+    pub fn has_direct(&self) -> bool {
+        self.connections.values().any(|relayed| !relayed)
+    }
+
+    /// Connections to the peer that run through a relay circuit.
+    pub fn relayed_connections(&self) -> Vec<ConnectionId> {
+        self.connections
+            .iter()
+            .filter(|(_, relayed)| **relayed)
+            .map(|(id, _)| *id)
+            .collect()
+    }
 }
 
 /// A connected peer as the control API shows it.
@@ -34,56 +54,15 @@ pub struct PeerView {
     pub site: String,
     /// Whether it collects reports.
     pub observer: bool,
-    /// Whether it fetches from other sites.
+    /// Whether it fetches from other sites: it can reach one directly and
+    /// was not started with `--no-wan`.
     pub wan: bool,
+    /// Whether a connection to it is direct rather than through a relay.
+    pub direct: bool,
     /// Penalty points for misbehaviour.
     pub penalty: i64,
     /// gossipsub score, when known.
     pub gossip_score: Option<f64>,
-}
-
-/// Whether the node may dial `addr`: loopback always; other IPs only inside
-/// the configured ranges.
-pub(super) fn dial_allowed(addr: &Multiaddr, ranges: &[String]) -> bool {
-    let ip = addr.iter().find_map(|p| match p {
-        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
-        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
-        _ => None,
-    });
-    let Some(ip) = ip else { return false };
-    if ip.is_loopback() {
-        return true;
-    }
-    ranges.iter().any(|range| in_range(ip, range))
-}
-
-/// Whether `ip` lies in `range`, written `A.B.C.D/N` or `ADDR/N`.
-fn in_range(ip: IpAddr, range: &str) -> bool {
-    let Some((base, bits)) = range.split_once('/') else {
-        return false;
-    };
-    let (Ok(base), Ok(bits)) = (base.parse::<IpAddr>(), bits.parse::<u32>()) else {
-        return false;
-    };
-    match (ip, base) {
-        (IpAddr::V4(ip), IpAddr::V4(base)) if bits <= 32 => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - bits)
-            };
-            u32::from(ip) & mask == u32::from(base) & mask
-        }
-        (IpAddr::V6(ip), IpAddr::V6(base)) if bits <= 128 => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - bits)
-            };
-            u128::from(ip) & mask == u128::from(base) & mask
-        }
-        _ => false,
-    }
 }
 
 impl Agent {
@@ -100,8 +79,15 @@ impl Agent {
         self.report_dirty = true;
     }
 
-    pub(super) fn on_peer_disconnected(&mut self, peer: PeerId) {
-        self.peers.remove(&peer);
+    /// Forgets a peer whose last connection closed. When that connection
+    /// was a relay circuit (they end at the relay's limits), the peer is
+    /// dialed again at its known addresses.
+    pub(super) fn on_peer_disconnected(&mut self, peer: PeerId, last_was_relayed: bool) {
+        if let Some(entry) = self.peers.remove(&peer) {
+            if last_was_relayed && !self.blocked.contains(&peer) {
+                self.schedule_redial(peer, entry.listen);
+            }
+        }
         for download in self.downloads.values_mut() {
             download.scheduler.remove_peer(&peer);
         }
@@ -109,25 +95,67 @@ impl Agent {
             .behaviour_mut()
             .gossipsub
             .remove_explicit_peer(&peer);
+        self.refresh_reach();
     }
 
+    /// Stores a peer's introduction. Peers send it again when their WAN
+    /// reach changes.
     pub(super) fn on_hello(&mut self, peer: PeerId, hello: Hello) {
-        let same_site = hello.site == self.config.site;
-        let wan_member = (same_site && hello.wan).then(|| peer.to_bytes());
-        for download in self.downloads.values_mut() {
-            download
-                .scheduler
-                .add_peer(peer, same_site, wan_member.clone());
-        }
-        tracing::debug!(peer = %peer, host = %hello.host, site = %hello.site, observer = hello.observer, "peer introduced itself");
-        let observer = hello.observer;
-        self.peers.entry(peer).or_default().hello = Some(hello);
-        if observer {
+        tracing::debug!(peer = %peer, host = %hello.host, site = %hello.site, observer = hello.observer, wan = hello.wan, "peer introduced itself");
+        let entry = self.peers.entry(peer).or_default();
+        let newly_observer = hello.observer && !entry.hello.as_ref().is_some_and(|h| h.observer);
+        entry.hello = Some(hello);
+        self.place_peer_in_downloads(peer);
+        self.refresh_reach();
+        if newly_observer {
             // A newly met observer has no base for deltas: send it the
             // whole inventory and a fresh report.
             self.report_dirty = true;
             self.inventory_full_next = true;
             self.inventory_due = true;
+        }
+    }
+
+    /// How a peer takes part in downloads: `None` when it cannot (not
+    /// introduced yet, no direct connection, or of this site while LAN
+    /// sharing is off); otherwise whether it is of this site, and the bytes
+    /// it ranks by for WAN fetches when it is a same-site peer whose
+    /// introduction reports that it can reach another site.
+    fn download_role(&self, peer: &PeerId, entry: &PeerEntry) -> Option<(bool, Option<Vec<u8>>)> {
+        let hello = entry.hello.as_ref()?;
+        let same_site = hello.site == self.config.site;
+        if !entry.has_direct() || (same_site && !self.config.transfer.lan_sharing) {
+            return None;
+        }
+        Some((same_site, (same_site && hello.wan).then(|| peer.to_bytes())))
+    }
+
+    /// Adds `peer` to every running download, or takes it out, after its
+    /// introduction or its connections changed.
+    pub(super) fn place_peer_in_downloads(&mut self, peer: PeerId) {
+        let role = self
+            .peers
+            .get(&peer)
+            .and_then(|entry| self.download_role(&peer, entry));
+        for download in self.downloads.values_mut() {
+            match &role {
+                Some((same_site, wan_member)) => {
+                    download
+                        .scheduler
+                        .add_peer(peer, *same_site, wan_member.clone());
+                    download.scheduler.set_wan_member(&peer, wan_member.clone());
+                }
+                None => download.scheduler.remove_peer(&peer),
+            }
+        }
+    }
+
+    /// Adds every peer that can take part to a new download's scheduler.
+    pub(super) fn register_peers(&self, scheduler: &mut crate::fetch::Scheduler<PeerId>) {
+        for (peer, entry) in &self.peers {
+            if let Some((same_site, wan_member)) = self.download_role(peer, entry) {
+                scheduler.add_peer(*peer, same_site, wan_member);
+            }
         }
     }
 
@@ -211,6 +239,7 @@ impl Agent {
                     site: hello.site,
                     observer: hello.observer,
                     wan: hello.wan,
+                    direct: entry.has_direct(),
                     penalty: self.penalties.get(peer).copied().unwrap_or(0),
                     gossip_score: gossip.peer_score(peer),
                 }
@@ -224,30 +253,5 @@ impl Agent {
             .get(peer)
             .and_then(|e| e.hello.as_ref())
             .is_some_and(|h| h.site == self.config.site)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_is_always_allowed() {
-        let addr: Multiaddr = "/ip4/127.0.0.1/udp/4001/quic-v1".parse().unwrap();
-        assert!(dial_allowed(&addr, &[]));
-    }
-
-    #[test]
-    fn other_hosts_need_a_range() {
-        let addr: Multiaddr = "/ip4/10.20.1.5/tcp/4001".parse().unwrap();
-        assert!(!dial_allowed(&addr, &[]));
-        assert!(dial_allowed(&addr, &["10.20.0.0/16".into()]));
-        assert!(!dial_allowed(&addr, &["10.21.0.0/16".into()]));
-    }
-
-    #[test]
-    fn dns_addresses_are_never_dialed() {
-        let addr: Multiaddr = "/dns4/example.org/tcp/4001".parse().unwrap();
-        assert!(!dial_allowed(&addr, &["0.0.0.0/0".into()]));
     }
 }

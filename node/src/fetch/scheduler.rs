@@ -42,7 +42,8 @@ pub struct SchedulerConfig {
     /// Seconds without any new chunk in the site after which every member
     /// that brought nothing for `stall_secs` counts as stalled.
     pub idle_takeover_secs: f64,
-    /// Whether this node may fetch from other sites at all.
+    /// Whether this node may fetch from other sites when the download
+    /// starts; [`Scheduler::set_local_wan`] changes it later.
     pub wan: bool,
     /// Maximum requests to other sites in flight at once, over all peers. A
     /// WAN link is shared by the whole site, so more requests only queue on
@@ -133,6 +134,21 @@ struct Member {
     last_fetching: Option<f64>,
 }
 
+impl Member {
+    /// Creates a member that just joined. The next `next_requests` stamps
+    /// its join as its last gain, so it gets `stall_secs` before others
+    /// take over.
+    fn joining(key: Vec<u8>) -> Self {
+        Member {
+            key,
+            last_gain: None,
+            gain_pending: true,
+            fetching_pending: false,
+            last_fetching: None,
+        }
+    }
+}
+
 /// Rendezvous order, computed once per membership: for every chunk, a bit
 /// per member (in `members` order) set when that member ranks above this
 /// node.
@@ -161,6 +177,8 @@ pub struct Scheduler<P: Ord + Clone + Debug> {
     /// When a chunk last came into the site, through any member.
     site_last_gain: Option<f64>,
     local: P,
+    /// Bytes this node is ranked by, kept for when it becomes a WAN member.
+    local_key: Vec<u8>,
     /// Rotates the chunk order per node so peers start on different chunks.
     offset: usize,
 }
@@ -191,7 +209,7 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
             site_members.insert(
                 local.clone(),
                 Member {
-                    key: local_key,
+                    key: local_key.clone(),
                     last_gain: Some(now),
                     gain_pending: false,
                     fetching_pending: false,
@@ -211,6 +229,7 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
             site_seen,
             site_last_gain: Some(now),
             local,
+            local_key,
             offset,
         }
     }
@@ -245,16 +264,50 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
         if let (true, Some(key)) = (same_site, wan_member) {
             if let std::collections::btree_map::Entry::Vacant(entry) = self.site_members.entry(peer)
             {
-                entry.insert(Member {
-                    key,
-                    last_gain: None,
-                    gain_pending: true,
-                    fetching_pending: false,
-                    last_fetching: None,
-                });
+                entry.insert(Member::joining(key));
                 self.rank_cache = None;
             }
         }
+    }
+
+    /// Records whether a same-site peer may fetch over the WAN now. `Some`
+    /// with the bytes it is ranked by makes it a member of the ranking.
+    /// `None` takes it out, so the chunks it ranked first for fall to the
+    /// next member at once instead of after a stall. Unknown and other-site
+    /// peers are ignored.
+    pub fn set_wan_member(&mut self, peer: &P, key: Option<Vec<u8>>) {
+        if *peer == self.local || !self.peers.get(peer).is_some_and(|state| state.same_site) {
+            return;
+        }
+        match key {
+            Some(key) if !self.site_members.contains_key(peer) => {
+                self.site_members.insert(peer.clone(), Member::joining(key));
+                self.rank_cache = None;
+            }
+            None if self.site_members.remove(peer).is_some() => self.rank_cache = None,
+            _ => {}
+        }
+    }
+
+    /// Records whether this node may fetch over the WAN now: it takes part
+    /// in the ranking only while it can reach another site directly.
+    pub fn set_local_wan(&mut self, wan: bool) {
+        if wan == self.config.wan {
+            return;
+        }
+        self.config.wan = wan;
+        if wan {
+            self.site_members
+                .insert(self.local.clone(), Member::joining(self.local_key.clone()));
+        } else {
+            self.site_members.remove(&self.local);
+        }
+        self.rank_cache = None;
+    }
+
+    /// Whether this node currently takes part in WAN fetches.
+    pub fn local_wan(&self) -> bool {
+        self.config.wan
     }
 
     /// Forgets a peer; its requests in flight become wanted again.
@@ -646,6 +699,9 @@ fn for_each_common_bit(a: &[u8], b: &[u8], mut f: impl FnMut(usize)) {
 }
 
 #[cfg(test)]
+mod reach_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -782,11 +838,11 @@ mod tests {
         assert!(scheduler.is_complete());
     }
 
-    fn chunks(n: usize) -> Vec<Hash> {
+    pub(super) fn chunks(n: usize) -> Vec<Hash> {
         (0..n).map(|i| Hash::of(&i.to_le_bytes())).collect()
     }
 
-    fn all(n: usize) -> Vec<u8> {
+    pub(super) fn all(n: usize) -> Vec<u8> {
         bitmap::from_fn(n, |_| true)
     }
 

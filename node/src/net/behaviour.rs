@@ -1,17 +1,23 @@
-//! The libp2p behaviour of a node and how its swarm is built: QUIC first,
-//! TCP with Noise and Yamux as fallback, gossipsub for signed objects,
-//! identify, ping, optional mDNS, and the sync and chunk protocols.
+//! The libp2p behaviour of a node and how its swarm is built: QUIC and TCP
+//! (Noise, Yamux) behind a dial guard, circuit relay client and optional
+//! server, hole punching (DCUtR), gossipsub for signed objects, identify,
+//! ping, optional mDNS, and the sync and chunk protocols.
 
 use std::time::Duration;
 
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{gossipsub, identify, mdns, noise, ping, request_response, tcp, yamux};
-use libp2p::{StreamProtocol, Swarm, SwarmBuilder};
+use libp2p::{dcutr, gossipsub, identify, mdns, noise, ping, relay, request_response};
+use libp2p::{quic, tcp, yamux, StreamProtocol, Swarm, SwarmBuilder, Transport};
 use patchmesh_protocol::{limits, wire, Hash};
 
 use super::codec::{ChunkCodec, SyncCodec};
+use super::dial::{DialGuard, DialPolicy};
+use super::direct_only::DirectOnly;
+use crate::config::RelayConfig;
 
 /// Every protocol a node speaks.
 #[derive(NetworkBehaviour)]
@@ -24,27 +30,96 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     /// LAN discovery, off unless configured.
     pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Reservations on relays and dials through their circuits.
+    pub relay_client: relay::client::Behaviour,
+    /// Relay service for other peers, off unless configured.
+    pub relay_server: Toggle<relay::Behaviour>,
+    /// Hole punching: upgrades a relayed connection to a direct one.
+    pub dcutr: dcutr::Behaviour,
     /// Hellos, summaries, object fetches, chunk maps, reports.
     pub sync: request_response::Behaviour<SyncCodec>,
-    /// Chunk data.
-    pub chunk: request_response::Behaviour<ChunkCodec>,
+    /// Chunk data, on direct connections only.
+    pub chunk: DirectOnly<request_response::Behaviour<ChunkCodec>>,
 }
 
-/// Builds the swarm for `keypair`.
+/// What the swarm is built with besides its key.
+#[derive(Clone, Debug)]
+pub struct SwarmOptions {
+    /// Whether mDNS discovery runs.
+    pub mdns: bool,
+    /// Chunk requests in flight per peer, which sizes the chunk protocol's
+    /// stream limit.
+    pub requests_per_peer: usize,
+    /// Addresses every dial must stay within.
+    pub dial_policy: DialPolicy,
+    /// Relay settings; `server` turns the relay service on.
+    pub relay: RelayConfig,
+}
+
+impl Default for SwarmOptions {
+    fn default() -> Self {
+        SwarmOptions {
+            mdns: false,
+            requests_per_peer: 8,
+            dial_policy: DialPolicy::default(),
+            relay: RelayConfig::default(),
+        }
+    }
+}
+
+/// Builds a swarm for `keypair` with mDNS as given, no relay service and
+/// dials limited to loopback.
 pub fn build_swarm(
     keypair: Keypair,
     enable_mdns: bool,
     requests_per_peer: usize,
 ) -> anyhow::Result<Swarm<Behaviour>> {
+    build_swarm_with(
+        keypair,
+        SwarmOptions {
+            mdns: enable_mdns,
+            requests_per_peer,
+            ..SwarmOptions::default()
+        },
+    )
+}
+
+/// Builds the swarm for `keypair` with `options`.
+pub fn build_swarm_with(
+    keypair: Keypair,
+    options: SwarmOptions,
+) -> anyhow::Result<Swarm<Behaviour>> {
+    let SwarmOptions {
+        mdns: enable_mdns,
+        requests_per_peer,
+        dial_policy,
+        relay: relay_config,
+    } = options;
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
+        .with_other_transport(
+            |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                    .upgrade(Version::V1Lazy)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default());
+                let quic = quic::tokio::Transport::new(quic::Config::new(key));
+                let both = quic
+                    .or_transport(tcp)
+                    .map(|either, _| match either {
+                        futures::future::Either::Left((peer, muxer)) => {
+                            (peer, StreamMuxerBox::new(muxer))
+                        }
+                        futures::future::Either::Right((peer, muxer)) => {
+                            (peer, StreamMuxerBox::new(muxer))
+                        }
+                    })
+                    .boxed();
+                Ok(DialGuard::new(both, dial_policy))
+            },
         )?
-        .with_quic()
-        .with_behaviour(|key| {
+        .with_relay_client(noise::Config::new, yamux::Config::default)?
+        .with_behaviour(|key, relay_client| {
             let gossip_config = gossipsub::ConfigBuilder::default()
                 .validation_mode(gossipsub::ValidationMode::Strict)
                 .validate_messages()
@@ -84,7 +159,7 @@ pub fn build_swarm(
                     .with_request_timeout(Duration::from_secs(30))
                     .with_max_concurrent_streams(64),
             );
-            let chunk = request_response::Behaviour::with_codec(
+            let chunk = DirectOnly::new(request_response::Behaviour::with_codec(
                 ChunkCodec,
                 [(
                     StreamProtocol::new(wire::CHUNK_PROTOCOL),
@@ -96,7 +171,17 @@ pub fn build_swarm(
                 request_response::Config::default()
                     .with_request_timeout(Duration::from_secs(900))
                     .with_max_concurrent_streams(requests_per_peer.max(1) * 16),
-            );
+            ));
+            let relay_server = relay_config.server.then(|| {
+                let mut server = relay::Behaviour::new(
+                    key.public().to_peer_id(),
+                    super::relay::server_config(&relay_config),
+                );
+                // The relay serves whoever reaches it; it does not wait for
+                // an external address to be confirmed (no AutoNAT here).
+                server.set_status(Some(relay::Status::Enable));
+                server
+            });
             Ok(Behaviour {
                 gossipsub,
                 identify: identify::Behaviour::new(identify::Config::new(
@@ -105,6 +190,9 @@ pub fn build_swarm(
                 )),
                 ping: ping::Behaviour::default(),
                 mdns: Toggle::from(mdns),
+                relay_client,
+                relay_server: Toggle::from(relay_server),
+                dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
                 sync,
                 chunk,
             })
