@@ -1,19 +1,20 @@
 //! Air-gap bundles against a real node: every kind of bad bundle is
 //! rejected by `patchmesh-node bundle import` with an error that names what
 //! failed, nothing from it is stored, and the node keeps running and
-//! accepts the next good bundle. Also `bundle inspect` exit codes and a
-//! report file tampered on its way back.
+//! accepts the next good bundle. Also the watched import folder, `bundle
+//! inspect` exit codes and a report file tampered on its way back.
 //!
 //! The node is given no peers, so the bundle is its only source of objects
 //! and chunks, as at an air-gapped site.
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use patchmesh_node::config::Config;
 use patchmesh_protocol::bundle::{BundleIndex, BundleReader, BundleWriter};
 use patchmesh_protocol::{SecretKey, Signed};
 use patchmesh_tests::{
@@ -572,4 +573,59 @@ fn tampered_report_file_is_rejected() {
     wait_until("hq-0 to show ship-0", Duration::from_secs(10), || {
         has_report(&hq, "ship-0").then_some(())
     });
+}
+
+#[test]
+fn watched_folder_waits_for_whole_copy() {
+    let admin = Admin::new();
+    let mut node = Node::start(&admin, NodeOptions::new("ship-0", "ship"));
+    let usb = tempfile::tempdir().expect("temporary folder");
+    let mut config = Config::load(node.data_dir()).expect("node config");
+    config.import_dir = Some(usb.path().to_path_buf());
+    std::fs::write(node.data_dir().join("config.toml"), config.to_toml()).expect("write config");
+    node.restart();
+
+    let patch = admin.add_patch("fix", &random_bytes(300_000), 64 * 1024);
+    let policy_1 = policy(&admin, 1, "admin.key");
+    let good = create_bundle(
+        &admin,
+        "good.bundle",
+        &["root.bin"],
+        &[&policy_1],
+        &[&patch.dir],
+        "admin.key",
+    );
+    let bytes = std::fs::read(&good).expect("read bundle");
+
+    // A truncated copy, whole on the stick, and a good bundle copied slowly
+    // enough that several scans of the folder see it incomplete.
+    std::fs::write(usb.path().join("cut.bundle"), &bytes[..bytes.len() / 2]).expect("write");
+    let copying = usb.path().join("july.bundle");
+    let mut file = File::create(&copying).expect("create the copy");
+    for piece in bytes.chunks(bytes.len().div_ceil(12)) {
+        file.write_all(piece).expect("copy a piece");
+        file.flush().expect("flush the copy");
+        std::thread::sleep(Duration::from_millis(900));
+    }
+    drop(file);
+
+    let imported = usb.path().join("imported").join("july.bundle");
+    let rejected = usb.path().join("rejected");
+    wait_until("july.bundle to be moved", Duration::from_secs(60), || {
+        (imported.exists() || rejected.join("july.bundle").exists()).then_some(())
+    });
+    assert!(
+        imported.exists(),
+        "the bundle was rejected while it was being copied"
+    );
+    wait_until("cut.bundle to be rejected", Duration::from_secs(30), || {
+        rejected.join("cut.bundle").exists().then_some(())
+    });
+    assert_eq!(chunk_files(&node), patch_chunk_names(&patch));
+    let log = node.log();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("bundle rejected") && line.contains("truncated")),
+        "the node does not log why cut.bundle was rejected"
+    );
 }

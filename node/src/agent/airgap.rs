@@ -12,6 +12,10 @@ use crate::bundle;
 /// How often the import folder is scanned for new bundles.
 const IMPORT_SCAN: Duration = Duration::from_secs(5);
 
+/// How long a bundle file must stay unmodified before it is imported, so a
+/// copy still being written is not read short and rejected.
+const IMPORT_SETTLE: Duration = Duration::from_secs(5);
+
 impl Agent {
     /// Imports one bundle file and spreads what it carried as if it came
     /// over the mesh; the error names what failed, and nothing is stored.
@@ -75,7 +79,8 @@ impl Agent {
 
     /// Imports bundles dropped into the configured folder: each `*.bundle`
     /// file is moved to `imported/` or `rejected/` beside it afterwards, so
-    /// it is tried once.
+    /// it is tried once. A file modified less than [`IMPORT_SETTLE`] ago
+    /// waits for a later scan.
     pub(super) fn maybe_scan_import_dir(&mut self) {
         let Some(dir) = self.config.import_dir.clone() else {
             return;
@@ -91,6 +96,21 @@ impl Agent {
             let path = entry.path();
             if path.extension().and_then(|e| e.to_str()) != Some("bundle") {
                 continue;
+            }
+            let age = entry
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .map(|modified| modified.elapsed().unwrap_or_default());
+            match age {
+                Ok(age) if age >= IMPORT_SETTLE => {}
+                Ok(_) => {
+                    tracing::debug!(path = %path.display(), "bundle file modified recently; importing it once it stays unchanged");
+                    continue;
+                }
+                Err(error) => {
+                    tracing::debug!(path = %path.display(), %error, "cannot read the modification time of a bundle file; skipping it");
+                    continue;
+                }
             }
             let outcome = match self.import_bundle(&path) {
                 Ok(_) => "imported",
