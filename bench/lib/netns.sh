@@ -2,6 +2,31 @@
 # not run. Callers set $prefix (namespace name prefix), $work (temp folder),
 # $node_bin and $signer_bin before using them.
 
+# Starts a scenario script: makes the work folder $work, and on exit kills
+# and deletes the namespaces of $prefix and removes $work, unless the
+# variable named ${PREFIX}_KEEP (such as PMNT_KEEP) is set. Then fail()
+# prints its message and the tail of every node log and exits 1.
+start_scenario() {
+    work=$(mktemp -d "/tmp/$prefix.XXXXXX")
+    trap finish_scenario EXIT INT TERM
+}
+
+finish_scenario() {
+    local keep_var
+    keep_var="$(echo "$prefix" | tr '[:lower:]' '[:upper:]')_KEEP"
+    delete_namespaces
+    if [ -n "${!keep_var:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+
+fail() {
+    echo "FAIL: $*" >&2
+    for log in "$work"/*/node.log; do
+        echo "--- $log" >&2
+        tail -20 "$log" >&2
+    done
+    exit 1
+}
+
 # Runs a command inside namespace $1.
 in_ns() {
     local ns=$1

@@ -16,22 +16,9 @@ bin=${PATCHMESH_BIN:-$root/target/debug}
 node_bin=$bin/patchmesh-node
 signer_bin=$bin/patchmesh-signer
 prefix=pmrl
-work=$(mktemp -d /tmp/pmrl.XXXXXX)
 # shellcheck source=../../bench/lib/netns.sh
 . "$root/bench/lib/netns.sh"
-cleanup() {
-    delete_namespaces
-    [ -n "${PMRL_KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-fail() {
-    echo "FAIL: $*" >&2
-    for log in "$work"/*/node.log; do
-        echo "--- $log" >&2
-        tail -20 "$log" >&2
-    done
-    exit 1
-}
+start_scenario
 
 delete_namespaces
 make_admin_material "$size_mib" gateway
@@ -60,9 +47,10 @@ start_node pmrl-relay "$work/relay" gateway branch --observer \
     --dial-range 10.81.0.0/16 --dial-range 10.82.0.0/16 \
     --bootstrap "/ip4/10.81.1.1/udp/4001/quic-v1/p2p/$hq_peer"
 relay_peer=$(head -1 "$work/relay/listen.addrs" | sed 's#.*/p2p/##')
-# Site nodes cannot reach other sites, so they leave WAN fetches to the relay.
+# Site nodes cannot reach other sites, so they see no direct link outside
+# and leave WAN fetches to the relay without being told.
 for i in 1 2 3; do
-    start_node "pmrl-n$i" "$work/n$i" "branch-$i" branch --no-wan --dial-range 10.82.0.0/16 \
+    start_node "pmrl-n$i" "$work/n$i" "branch-$i" branch --dial-range 10.82.0.0/16 \
         --bootstrap "/ip4/10.82.0.1/udp/4001/quic-v1/p2p/$relay_peer"
 done
 sleep 3

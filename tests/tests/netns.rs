@@ -78,3 +78,8 @@ fn airgapped_site_installs_from_bundle_and_reports_back() {
 fn site_behind_relay_pulls_patch_across_once() {
     run_scenario("tests/netns/relay.sh", &["16", "1.10"]);
 }
+
+#[test]
+fn nodes_behind_nat_meet_through_relay_circuit() {
+    run_scenario("tests/netns/nat.sh", &["4"]);
+}
