@@ -97,10 +97,13 @@ impl Agent {
             if path.extension().and_then(|e| e.to_str()) != Some("bundle") {
                 continue;
             }
+            // A modification time in the future was set by the copy tool
+            // once it finished (such as `cp -p` from a machine whose clock
+            // is ahead), so it counts as settled.
             let age = entry
                 .metadata()
                 .and_then(|meta| meta.modified())
-                .map(|modified| modified.elapsed().unwrap_or_default());
+                .map(|modified| modified.elapsed().unwrap_or(IMPORT_SETTLE));
             match age {
                 Ok(age) if age >= IMPORT_SETTLE => {}
                 Ok(_) => {
