@@ -14,6 +14,7 @@ mod patches;
 mod peers;
 mod reach;
 mod reports;
+mod stale;
 mod sync;
 
 use std::collections::{HashMap, HashSet};
@@ -121,6 +122,9 @@ pub struct NodeInfo {
     pub listen: Vec<String>,
     /// Agent version.
     pub version: String,
+    /// Set while the newest admin-signed object held is older than
+    /// `trust.stale_after_secs`.
+    pub stale: Option<crate::trust::StaleAlarm>,
 }
 
 /// State shared between the agent and the control API.
@@ -189,6 +193,8 @@ pub struct Agent {
     last_report: Instant,
     last_anti_entropy: Instant,
     last_plan: Instant,
+    /// When the stale alarm was last evaluated; `None` makes it due.
+    last_stale_check: Option<Instant>,
     wan_budget: chunks::WanBudget,
     /// Direct and relayed connections, WAN duty, relay reservations.
     reach: reach::Reach,
@@ -258,7 +264,7 @@ impl Agent {
         let pinned = Signed::from_bytes(&root_bytes)
             .map_err(|e| anyhow::anyhow!("pinned root {}: {e}", root_path.display()))?;
         let meta = MetaStore::open(&data_dir.join("meta.sled"))?;
-        let trust = Trust::load(&pinned, meta.clone())
+        let trust = Trust::load_with_hop_limit(&pinned, meta.clone(), config.trust.max_root_hops)
             .map_err(|e| anyhow::anyhow!("pinned root {}: {e}", root_path.display()))?;
         let chunks = Arc::new(ChunkStore::open(
             data_dir,
@@ -292,6 +298,7 @@ impl Agent {
             observer: config.observer,
             listen: Vec::new(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            stale: None,
         };
         let shared = Shared {
             meta,
@@ -343,6 +350,7 @@ impl Agent {
             last_report: Instant::now(),
             last_anti_entropy: Instant::now(),
             last_plan: Instant::now(),
+            last_stale_check: None,
             wan_budget: chunks::WanBudget::default(),
             reach: reach::Reach::new(),
             serving: chunks::ServeSlots::default(),
@@ -607,9 +615,16 @@ impl Agent {
 
     /// Reacts to a newly stored object.
     fn after_admit(&mut self, admitted: &Admitted) {
-        if admitted.kind == patchmesh_protocol::Kind::Manifest {
+        // A root rotation drops manifests that no longer verify, so the
+        // cached index must forget them too, or a new policy would still
+        // act on a manifest signed by a removed key.
+        if matches!(
+            admitted.kind,
+            patchmesh_protocol::Kind::Manifest | patchmesh_protocol::Kind::Root
+        ) {
             self.refresh_manifests();
         }
+        self.last_stale_check = None;
         self.inputs_changed();
     }
 
@@ -648,6 +663,7 @@ impl Agent {
             self.plan();
         }
         self.maybe_report();
+        self.maybe_check_stale();
         self.maybe_anti_entropy();
         self.maybe_poll_fleet();
         self.maybe_scan_import_dir();

@@ -64,6 +64,9 @@ pub struct Config {
     /// dpkg settings of the `deb` installer.
     #[serde(default)]
     pub deb: crate::deb::DebConfig,
+    /// Trust settings.
+    #[serde(default)]
+    pub trust: TrustConfig,
     /// Commands that change the machine.
     #[serde(default)]
     pub commands: Commands,
@@ -165,6 +168,31 @@ impl Default for RelayConfig {
     }
 }
 
+/// Trust settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrustConfig {
+    /// Seconds after which the newest admin-signed object held counts as
+    /// stale, so the node warns in its log and status that peers may be
+    /// withholding newer ones; 0 turns the warning off. The default of 31
+    /// days suits fleets whose admins sign at least once a month.
+    pub stale_after_secs: u64,
+    /// Maximum root rotations trusted past the pinned root, 1 to
+    /// `limits::MAX_ROOT_HOPS` (the default). A node at the limit rejects
+    /// newer roots until a newer `root.bin` is pinned. Lowering it below the
+    /// rotations a node already walked stops that node from starting.
+    pub max_root_hops: u64,
+}
+
+impl Default for TrustConfig {
+    fn default() -> Self {
+        TrustConfig {
+            stale_after_secs: 31 * 24 * 3600,
+            max_root_hops: patchmesh_protocol::limits::MAX_ROOT_HOPS as u64,
+        }
+    }
+}
+
 /// Commands that change the machine; `{payload}`-style placeholders are
 /// documented per field. Tests and the demo point them at recording scripts.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,6 +266,16 @@ impl Config {
             path: path.clone(),
             message: e.to_string(),
         })?;
+        let max_hops = patchmesh_protocol::limits::MAX_ROOT_HOPS as u64;
+        if !(1..=max_hops).contains(&config.trust.max_root_hops) {
+            return Err(ConfigError::Parse {
+                path,
+                message: format!(
+                    "trust.max_root_hops {} is outside 1 to {max_hops}",
+                    config.trust.max_root_hops
+                ),
+            });
+        }
         if !(config.clock.speed > 0.0 && config.clock.speed.is_finite()) {
             return Err(ConfigError::Parse {
                 path,
@@ -283,6 +321,7 @@ mod tests {
             },
             inventory: Default::default(),
             deb: Default::default(),
+            trust: TrustConfig::default(),
             commands: Commands::default(),
             clock: ClockConfig::default(),
         };

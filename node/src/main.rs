@@ -238,6 +238,7 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
             root: args.deb_root.unwrap_or_default(),
             ..Default::default()
         },
+        trust: Default::default(),
         commands: Default::default(),
         clock: Default::default(),
     };

@@ -15,6 +15,9 @@ use crate::store::{MetaError, MetaStore};
 
 mod batch;
 mod check;
+mod stale;
+
+pub use stale::StaleAlarm;
 
 /// Verifies a non-root object under `root` at `now` and returns its slot,
 /// revision and signing time. Every kind a node acts on is listed here, so
@@ -120,6 +123,17 @@ pub enum AdmitError {
         /// Revision offered.
         offered: u64,
     },
+    /// A root past the hop limit: more rotations after the pinned root than
+    /// the node trusts (`trust.max_root_hops`).
+    #[error("root version {offered} is {} rotations past the pinned root version {pinned}, over the limit of {max} (trust.max_root_hops; pin a newer root.bin on this node to go further)", offered - pinned)]
+    RootHopLimit {
+        /// Version of the pinned root.
+        pinned: u64,
+        /// Version offered or stored.
+        offered: u64,
+        /// Maximum rotations trusted past the pinned root.
+        max: u64,
+    },
     /// A kind this node does not act on yet.
     #[error("{0} objects are not supported by this node version")]
     Unsupported(Kind),
@@ -139,6 +153,10 @@ impl AdmitError {
 /// The trusted root chain and the admission checks.
 pub struct Trust {
     root: Root,
+    /// Version of the root pinned in `root.bin`; the hop limit counts from it.
+    pinned_version: u64,
+    /// Maximum rotations trusted past the pinned root.
+    max_root_hops: u64,
     meta: MetaStore,
     high_water: Timestamp,
 }
@@ -153,24 +171,43 @@ const HIGH_WATER_KEY: &str = "high_water_issued";
 const MAX_ISSUED_AHEAD: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
 
 impl Trust {
-    /// Loads the pinned root and every stored successor.
+    /// Loads the pinned root and every stored successor, trusting at most
+    /// [`limits::MAX_ROOT_HOPS`] rotations past the pinned root.
     pub fn load(pinned: &Signed, meta: MetaStore) -> Result<Self, AdmitError> {
+        Self::load_with_hop_limit(pinned, meta, limits::MAX_ROOT_HOPS as u64)
+    }
+
+    /// Loads the pinned root and every stored successor, trusting at most
+    /// `max_root_hops` rotations past the pinned root (capped at
+    /// [`limits::MAX_ROOT_HOPS`]), here and in every later admission.
+    ///
+    /// A stored root past the hop limit is an error rather than a place to
+    /// stop: admission never stores one, and stopping short would make the
+    /// node trust an older root than before the restart and drop every
+    /// object signed under the newer ones.
+    pub fn load_with_hop_limit(
+        pinned: &Signed,
+        meta: MetaStore,
+        max_root_hops: u64,
+    ) -> Result<Self, AdmitError> {
+        let max_root_hops = max_root_hops.min(limits::MAX_ROOT_HOPS as u64);
         let mut root = Root::verify_initial(pinned)?;
-        for (hops, signed) in meta.roots()?.iter().enumerate() {
-            if hops >= limits::MAX_ROOT_HOPS {
-                break;
-            }
+        let pinned_version = root.version;
+        for signed in meta.roots()? {
             let body: Root = signed.decode_body()?;
             if body.version <= root.version {
                 continue;
             }
-            root = root.verify_successor(signed)?;
+            check_root_hops(pinned_version, max_root_hops, body.version)?;
+            root = root.verify_successor(&signed)?;
         }
         let high_water = meta
             .misc::<Timestamp>(HIGH_WATER_KEY)?
             .unwrap_or(Timestamp::UNIX_EPOCH);
         let mut trust = Trust {
             root,
+            pinned_version,
+            max_root_hops,
             meta,
             high_water,
         };
@@ -184,6 +221,12 @@ impl Trust {
     /// The newest trusted root.
     pub fn root(&self) -> &Root {
         &self.root
+    }
+
+    /// Highest root version this node may trust: the pinned version plus
+    /// the hop limit.
+    pub fn max_root_version(&self) -> u64 {
+        self.pinned_version.saturating_add(self.max_root_hops)
     }
 
     /// Newest signing time seen on any admitted object.
@@ -292,6 +335,7 @@ impl Trust {
         if body.version <= self.root.version {
             return Ok(admitted(Outcome::Duplicate));
         }
+        check_root_hops(self.pinned_version, self.max_root_hops, body.version)?;
         let next = self.root.verify_successor(signed)?;
         if next.expires <= now {
             return Err(VerifyError::Expired {
@@ -335,6 +379,23 @@ impl Trust {
         self.meta.flush()?;
         Ok(())
     }
+}
+
+/// Checks that root `version` is at most `max` rotations past the pinned
+/// root version `pinned`.
+///
+/// The limit bounds the work a holder of the root keys can force on a node
+/// with an endless chain. It is counted the same way at runtime and at
+/// start, so a restart ends on the same root.
+fn check_root_hops(pinned: u64, max: u64, version: u64) -> Result<(), AdmitError> {
+    if version.saturating_sub(pinned) > max {
+        return Err(AdmitError::RootHopLimit {
+            pinned,
+            offered: version,
+            max,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -475,6 +536,35 @@ mod tests {
             .admit(&policy(1, &admin), now(), "test clock")
             .expect("a policy valid for a day is still accepted");
         assert_eq!(admitted.outcome, Outcome::Stored);
+    }
+
+    #[test]
+    fn hop_limit_holds_at_runtime_and_at_load() {
+        let admin = SecretKey::generate();
+        let pinned = Signed::sign(&root(1, &[&admin]), &[&admin]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.sled");
+        let meta = MetaStore::open(&path).unwrap();
+        let mut trust = Trust::load_with_hop_limit(&pinned, meta.clone(), 3).unwrap();
+        for version in 2..=4 {
+            let next = Signed::sign(&root(version, &[&admin]), &[&admin]);
+            trust.admit(&next, now(), "test clock").unwrap();
+        }
+        let past = Signed::sign(&root(5, &[&admin]), &[&admin]);
+        let err = trust.admit(&past, now(), "test clock").unwrap_err();
+        assert!(
+            matches!(err, AdmitError::RootHopLimit { offered: 5, .. }),
+            "{err}"
+        );
+        assert_eq!(trust.root().version, 4);
+
+        let reloaded = Trust::load_with_hop_limit(&pinned, meta.clone(), 3).unwrap();
+        assert_eq!(reloaded.root().version, 4);
+        // A lower limit than the stored chain is an error, not an older root.
+        let err = Trust::load_with_hop_limit(&pinned, meta, 2)
+            .err()
+            .expect("stored chain past the limit");
+        assert!(err.to_string().contains("trust.max_root_hops"), "{err}");
     }
 
     #[test]

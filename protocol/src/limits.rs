@@ -32,7 +32,9 @@ pub const MAX_CHUNK_FRAME_BYTES: usize = MAX_CHUNK_BYTES as usize + 1024;
 /// Most object ids in one anti-entropy summary or fetch request.
 pub const MAX_SUMMARY_ENTRIES: usize = 4096;
 
-/// Longest root chain a node walks in one update.
+/// Maximum root rotations a node trusts past its pinned root, at runtime
+/// and when it loads its stored chain, and maximum roots in one bundle. A
+/// node that reaches the limit needs a newer pinned root to go further.
 pub const MAX_ROOT_HOPS: usize = 1024;
 
 /// Largest signed node report, in bytes.

@@ -5,6 +5,7 @@
 //! what the admin wrote is exactly what nodes act on. Sections an admin
 //! leaves out take the defaults documented on each field.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use jiff::Timestamp;
@@ -109,6 +110,22 @@ pub struct Content {
     pub patches: Vec<PatchRef>,
     /// Every published patch at or above this severity that applies.
     pub min_severity: Option<Severity>,
+    /// Lowest manifest revision the policy acts on, per patch. A node that
+    /// holds only an older revision of the patch's manifest waits for a
+    /// newer one, so a peer that serves this policy together with a
+    /// superseded, still validly signed manifest cannot get that manifest
+    /// installed. Patches left out take any revision.
+    pub manifest_revisions: BTreeMap<PatchRef, u64>,
+}
+
+impl Content {
+    /// Whether `revision` of the manifest of `patch` is one the policy acts
+    /// on: at or above the revision it pins for the patch, if any.
+    pub fn accepts_manifest(&self, patch: &PatchRef, revision: u64) -> bool {
+        self.manifest_revisions
+            .get(patch)
+            .is_none_or(|lowest| revision >= *lowest)
+    }
 }
 
 /// Approval mode.
@@ -448,6 +465,17 @@ impl Policy {
                 "the policy deploys nothing (set content.patches or content.min_severity)",
             ));
         }
+        if let Some((patch, _)) = self
+            .content
+            .manifest_revisions
+            .iter()
+            .find(|(_, revision)| **revision == 0)
+        {
+            return Err(invalid(
+                format!("content.manifest_revisions.\"{patch}\""),
+                "0 is not a manifest revision (revisions start at 1)",
+            ));
+        }
         if jiff::tz::TimeZone::get(&self.schedule.timezone).is_err() {
             return Err(invalid(
                 "schedule.timezone",
@@ -643,6 +671,32 @@ patches = ["demo@1.0"]
         let err = Policy::from_toml(&text).unwrap().validate().unwrap_err();
         assert_eq!(err.field, "schedule.timezone");
         assert!(err.problem.contains("Europe/Berln"), "{err}");
+    }
+
+    #[test]
+    fn manifest_revision_pin_holds_back_older_manifests() {
+        let text = "id = \"x\"\nversion = 1\nexpires = \"2030-01-01T00:00:00Z\"\n\
+                    [content]\npatches = [\"openssl@3.0.13\"]\n\
+                    manifest_revisions = { \"openssl@3.0.13\" = 2 }\n";
+        let policy = Policy::from_toml(text).expect("parses");
+        assert_eq!(policy.validate(), Ok(()));
+        let pinned: PatchRef = "openssl@3.0.13".parse().unwrap();
+        let other: PatchRef = "curl@8.5.0".parse().unwrap();
+        assert!(!policy.content.accepts_manifest(&pinned, 1));
+        assert!(policy.content.accepts_manifest(&pinned, 2));
+        assert!(policy.content.accepts_manifest(&pinned, 3));
+        assert!(policy.content.accepts_manifest(&other, 1));
+
+        let bytes = postcard::to_allocvec(&policy).expect("encodes");
+        let back: Policy = postcard::from_bytes(&bytes).expect("decodes");
+        assert_eq!(back, policy);
+    }
+
+    #[test]
+    fn rejects_manifest_revision_zero() {
+        let text = format!("{MINIMAL}manifest_revisions = {{ \"demo@1\" = 0 }}\n");
+        let err = Policy::from_toml(&text).unwrap().validate().unwrap_err();
+        assert_eq!(err.field, "content.manifest_revisions.\"demo@1\"");
     }
 
     #[test]

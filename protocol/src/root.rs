@@ -5,7 +5,8 @@
 //! when its version is exactly one above the trusted one and it carries a
 //! threshold of signatures from the trusted root's `root` role and from its
 //! own `root` role, as in The Update Framework. Walking several versions is a
-//! loop over [`Root::verify_successor`], capped by [`crate::limits::MAX_ROOT_HOPS`].
+//! loop over [`Root::verify_successor`]. Nodes trust at most
+//! [`crate::limits::MAX_ROOT_HOPS`] versions past their pinned root.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -7,8 +7,10 @@
 //! install command such as `cp {payload} installed.bin` writes inside it.
 //! A node's log goes to a file that is printed when the test panics, and the
 //! process is killed when the [`Node`] is dropped. [`hostile`] is a
-//! misbehaving libp2p peer for attack tests.
+//! misbehaving libp2p peer for attack tests, and [`attack`] holds helpers
+//! those tests share.
 
+pub mod attack;
 pub mod hostile;
 
 use std::fs::{File, OpenOptions};

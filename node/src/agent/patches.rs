@@ -261,6 +261,9 @@ impl Agent {
                 let key = track_key(&policy.id, &patch);
                 if !self.tracks.contains_key(&key) {
                     tracing::info!(patch = %patch, policy = %policy.id, "patch targets this node");
+                    if let Some(reason) = self.platform_mismatch(manifest) {
+                        tracing::warn!(patch = %patch, policy = %policy.id, reason, "patch is for another platform; it will not be installed here");
+                    }
                     let track = Track::new(&policy.id, patch, round.now);
                     self.tracks.insert(
                         key.clone(),
@@ -289,9 +292,13 @@ impl Agent {
     /// the latest package inventory; `None` without one.
     fn applies_by_inventory(&self, manifest: &Manifest, round: &Round) -> Option<bool> {
         if self.config.inventory.adapter == crate::inventory::AdapterKind::None {
-            return None;
+            // Without a package list the node still has its OS facts and
+            // architecture, so a patch for another platform is never installed.
+            return self.platform_mismatch(manifest).map(|_| false);
         }
-        let inventory = self.inventory.as_ref()?;
+        let Some(inventory) = self.inventory.as_ref() else {
+            return self.platform_mismatch(manifest).map(|_| false);
+        };
         let verdicts =
             crate::inventory::applicability::evaluate_all(round.manifests.values(), inventory);
         match verdicts.get(&manifest.patch_ref()) {
@@ -302,6 +309,20 @@ impl Agent {
             }
             None => None,
         }
+    }
+
+    /// Returns why `manifest` is for another platform than this machine's, judged
+    /// by the latest inventory's OS facts, or before the first inventory by
+    /// the configured or built-in architecture alone.
+    fn platform_mismatch(&self, manifest: &Manifest) -> Option<String> {
+        let (os, arch) = match &self.inventory {
+            Some(inventory) => (Some(inventory.os.id.as_str()), inventory.os.arch.clone()),
+            None if self.config.inventory.arch.is_empty() => {
+                (None, crate::inventory::system::debian_arch())
+            }
+            None => (None, self.config.inventory.arch.clone()),
+        };
+        crate::inventory::applicability::platform_mismatch(&manifest.applies_to, os, &arch)
     }
 
     /// Whether the engine should treat `manifest` as applicable: by the
@@ -339,6 +360,13 @@ impl Agent {
             // Policy or manifest expired or not held: nothing moves.
             return;
         };
+        if !policy
+            .content
+            .accepts_manifest(&track.patch, manifest.revision)
+        {
+            self.hold_for_manifest_revision(key, policy, manifest);
+            return;
+        }
         if policy.waves.len() > 1 && !self.fleet_known {
             // Until an observer's reports arrived, every earlier wave would
             // look empty and so passed.
@@ -390,6 +418,31 @@ impl Agent {
         }
         for action in step.actions {
             self.run_action(key, action, &manifest, &policy);
+        }
+    }
+
+    /// Keeps a track still while the held manifest is older than the
+    /// revision its policy pins (a superseded manifest served with a newer
+    /// policy), and logs that once per track and held revision.
+    fn hold_for_manifest_revision(&mut self, key: &str, policy: &Policy, manifest: &Manifest) {
+        let patch = manifest.patch_ref();
+        let required = policy
+            .content
+            .manifest_revisions
+            .get(&patch)
+            .copied()
+            .unwrap_or_default();
+        let reason = format!(
+            "waiting_for_manifest_revision_{required}_(held_revision_{})",
+            manifest.revision
+        );
+        let Some(entry) = self.tracks.get_mut(key) else {
+            return;
+        };
+        if entry.reason != reason {
+            tracing::warn!(patch = %patch, policy = %policy.id, held_revision = manifest.revision, required_revision = required, "held manifest is older than the revision the policy pins; not acting on it until a newer manifest arrives");
+            entry.reason = reason;
+            self.report_dirty = true;
         }
     }
 

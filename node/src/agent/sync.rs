@@ -189,20 +189,42 @@ impl Agent {
     }
 
     /// Asks for the objects of a peer's summary that are newer than what
-    /// this node holds; roots first, in version order, so the chain can be
-    /// walked.
+    /// this node holds.
+    ///
+    /// Roots come first and alone: one batch of the next versions in order,
+    /// and the summary after they are stored requests the next batch. So
+    /// objects signed under a newer root are fetched only once that root is
+    /// trusted, and a long chain is walked one batch per exchange. A root
+    /// past the hop limit is fetched (one, with the other objects) only so
+    /// that admission rejects and logs it and blames the peer.
     fn on_summary(&mut self, peer: PeerId, mut entries: Vec<ObjectSummary>) {
         entries.truncate(limits::MAX_SUMMARY_ENTRIES);
         let root_version = self.trust.root().version;
+        let max_root_version = self.trust.max_root_version();
         entries.sort_by_key(|e| (e.kind != Kind::Root, e.revision));
+        let walkable: Vec<_> = entries
+            .iter()
+            .filter(|e| {
+                e.kind == Kind::Root && e.revision > root_version && e.revision <= max_root_version
+            })
+            .map(|e| e.id)
+            .take(GET_BATCH)
+            .collect();
+        if !walkable.is_empty() {
+            self.send_sync(peer, SyncRequest::Get(walkable), SyncPurpose::Get);
+            return;
+        }
         let mut wanted = Vec::new();
         let mut seen = HashSet::new();
+        let mut past_limit = false;
         for entry in entries {
             if !seen.insert(entry.id) {
                 continue;
             }
             let newer = if entry.kind == Kind::Root {
-                entry.revision > root_version
+                let first_past_limit = !past_limit && entry.revision > max_root_version;
+                past_limit |= first_past_limit;
+                first_past_limit
             } else {
                 match self.shared.meta.slot(entry.kind, &entry.slot) {
                     Ok(Some(held)) => entry.revision > held.revision,

@@ -111,27 +111,35 @@ fn matches_any(list: &[String], value: &str) -> bool {
     list.is_empty() || list.iter().any(|item| item.eq_ignore_ascii_case(value))
 }
 
+/// Returns why a patch is for another platform, or `None` when the
+/// machine's operating system id and architecture match `applies`. An
+/// unknown operating system (`os` is `None`) matches any list.
+pub fn platform_mismatch(applies: &Applicability, os: Option<&str>, arch: &str) -> Option<String> {
+    if let Some(os) = os {
+        if !matches_any(&applies.os, os) {
+            return Some(format!(
+                "operating system \"{os}\" is not one of {:?}",
+                applies.os
+            ));
+        }
+    }
+    if !matches_any(&applies.arch, arch) {
+        return Some(format!(
+            "architecture \"{arch}\" is not one of {:?}",
+            applies.arch
+        ));
+    }
+    None
+}
+
 /// Decides whether one patch concerns `inventory` and is missing there,
 /// ignoring supersession (see [`evaluate_all`]).
 pub fn evaluate(
     applies: &Applicability,
     inventory: &Inventory,
 ) -> Result<Verdict, ApplicabilityError> {
-    if !matches_any(&applies.os, &inventory.os.id) {
-        return Ok(Verdict::NotApplicable {
-            reason: format!(
-                "operating system \"{}\" is not one of {:?}",
-                inventory.os.id, applies.os
-            ),
-        });
-    }
-    if !matches_any(&applies.arch, &inventory.os.arch) {
-        return Ok(Verdict::NotApplicable {
-            reason: format!(
-                "architecture \"{}\" is not one of {:?}",
-                inventory.os.arch, applies.arch
-            ),
-        });
+    if let Some(reason) = platform_mismatch(applies, Some(&inventory.os.id), &inventory.os.arch) {
+        return Ok(Verdict::NotApplicable { reason });
     }
     if applies.packages.is_empty() {
         return Ok(Verdict::Applies);
