@@ -558,8 +558,17 @@ mod tests {
         );
         assert_eq!(trust.root().version, 4);
 
-        let reloaded = Trust::load_with_hop_limit(&pinned, meta.clone(), 3).unwrap();
+        let mut reloaded = Trust::load_with_hop_limit(&pinned, meta.clone(), 3).unwrap();
         assert_eq!(reloaded.root().version, 4);
+        // A bundle's chain is held to the same limit.
+        let err = reloaded
+            .admit_batch(&[past], &[], Default::default(), now(), "test clock")
+            .unwrap_err();
+        assert!(
+            matches!(err, AdmitError::RootHopLimit { offered: 5, .. }),
+            "{err}"
+        );
+        drop(reloaded);
         // A lower limit than the stored chain is an error, not an older root.
         let err = Trust::load_with_hop_limit(&pinned, meta, 2)
             .err()

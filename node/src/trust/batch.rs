@@ -39,6 +39,7 @@ impl Trust {
             if body.version <= root.version {
                 continue;
             }
+            super::check_root_hops(self.pinned_version, self.max_root_hops, body.version)?;
             let next = root.verify_successor(signed)?;
             if next.expires <= now {
                 return Err(VerifyError::Expired {
