@@ -6,7 +6,7 @@
 //! object as admission would ([`Trust::check_under`]) and every chunk
 //! against the index, and writes chunks only into a staging folder. A
 //! failure in pass one leaves the stores as they were and names the cause.
-//! Pass two ([`commit`]) stores roots and objects in one sled transaction,
+//! Pass two stores roots and objects in one sled transaction,
 //! then moves the staged chunks into the chunk store; a crash in between is
 //! finished by [`recover`] at the next start.
 
