@@ -186,6 +186,17 @@ impl Agent {
             .collect()
     }
 
+    /// Asks one random connected peer for the peers it knows.
+    pub(super) fn exchange_peers_with_one(&mut self) {
+        if self.peers.is_empty() {
+            return;
+        }
+        let index = rand::random::<usize>() % self.peers.len();
+        if let Some(peer) = self.peers.keys().nth(index).copied() {
+            self.send_sync(peer, SyncRequest::Peers, SyncPurpose::Peers);
+        }
+    }
+
     /// Dials peers learned by peer exchange: every peer of this site and,
     /// while under the connection limit, others.
     pub(super) fn on_peer_records(&mut self, records: Vec<PeerRecord>) {

@@ -22,6 +22,11 @@ const RELAY_RETRY: Duration = Duration::from_secs(10);
 /// relay has released the old circuit.
 const REDIAL_DELAY: Duration = Duration::from_secs(2);
 
+/// Interval between peer-exchange rounds with one random connected peer,
+/// so a node also finds peers that joined, or reserved a relay slot, after
+/// it connected.
+const PEER_EXCHANGE: Duration = Duration::from_secs(60);
+
 /// Reachability state of the agent.
 #[derive(Debug)]
 pub(super) struct Reach {
@@ -36,6 +41,8 @@ pub(super) struct Reach {
     relay_retries: Vec<(Instant, PeerId)>,
     /// Peers to dial again after their circuit closed, with when and where.
     redials: Vec<(Instant, PeerId, Vec<Multiaddr>)>,
+    /// When peers were last exchanged outside a connection's start.
+    last_peer_exchange: Instant,
 }
 
 impl Reach {
@@ -48,6 +55,7 @@ impl Reach {
             relay_listeners: HashMap::new(),
             relay_retries: Vec::new(),
             redials: Vec::new(),
+            last_peer_exchange: Instant::now(),
         }
     }
 }
@@ -216,9 +224,13 @@ impl Agent {
         }
     }
 
-    /// Runs due relay reservations and redials.
+    /// Runs due relay reservations, redials and peer exchanges.
     pub(super) fn tick_reach(&mut self) {
         let now = Instant::now();
+        if now.duration_since(self.reach.last_peer_exchange) >= PEER_EXCHANGE {
+            self.reach.last_peer_exchange = now;
+            self.exchange_peers_with_one();
+        }
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reach.relay_retries)
             .into_iter()
             .partition(|(at, _)| *at <= now);

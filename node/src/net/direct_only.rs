@@ -194,3 +194,120 @@ impl<B: NetworkBehaviour> NetworkBehaviour for DirectOnly<B> {
             .map(|event| event.map_in(either::Either::Left))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use libp2p::core::ConnectedPoint;
+    use libp2p::request_response;
+    use libp2p::StreamProtocol;
+    use patchmesh_protocol::wire;
+
+    use super::*;
+    use crate::net::codec::ChunkCodec;
+
+    type ChunkBehaviour = DirectOnly<request_response::Behaviour<ChunkCodec>>;
+
+    fn chunk_behaviour() -> ChunkBehaviour {
+        DirectOnly::new(request_response::Behaviour::with_codec(
+            ChunkCodec,
+            [(
+                StreamProtocol::new(wire::CHUNK_PROTOCOL),
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default(),
+        ))
+    }
+
+    fn dialer(address: &Multiaddr) -> ConnectedPoint {
+        ConnectedPoint::Dialer {
+            address: address.clone(),
+            role_override: Endpoint::Dialer,
+            port_use: PortUse::Reuse,
+        }
+    }
+
+    /// Opens an outbound connection `id` to `peer` at `address`, as the
+    /// swarm does, and returns whether the inner protocol got a handler.
+    fn open(
+        behaviour: &mut ChunkBehaviour,
+        id: usize,
+        peer: PeerId,
+        address: &Multiaddr,
+        other_established: usize,
+    ) -> bool {
+        let connection_id = ConnectionId::new_unchecked(id);
+        let handler = behaviour
+            .handle_established_outbound_connection(
+                connection_id,
+                peer,
+                address,
+                Endpoint::Dialer,
+                PortUse::Reuse,
+            )
+            .expect("never denied");
+        let endpoint = dialer(address);
+        behaviour.on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
+            peer_id: peer,
+            connection_id,
+            endpoint: &endpoint,
+            failed_addresses: &[],
+            other_established,
+        }));
+        matches!(handler, either::Either::Left(_))
+    }
+
+    /// Closes connection `id` as the swarm reports it: `remaining` counts
+    /// every other connection to the peer, relayed ones included.
+    fn close(
+        behaviour: &mut ChunkBehaviour,
+        id: usize,
+        peer: PeerId,
+        address: &Multiaddr,
+        remaining: usize,
+    ) {
+        let endpoint = dialer(address);
+        behaviour.on_swarm_event(FromSwarm::ConnectionClosed(ConnectionClosed {
+            peer_id: peer,
+            connection_id: ConnectionId::new_unchecked(id),
+            endpoint: &endpoint,
+            cause: None,
+            remaining_established: remaining,
+        }));
+    }
+
+    #[test]
+    fn chunk_protocol_skips_relayed_connections() {
+        let mut behaviour = chunk_behaviour();
+        let peer = PeerId::random();
+        let relay = PeerId::random();
+        let circuit: Multiaddr = format!("/ip4/10.0.0.1/udp/4001/quic-v1/p2p/{relay}/p2p-circuit")
+            .parse()
+            .unwrap();
+        let direct: Multiaddr = "/ip4/10.0.0.2/udp/4001/quic-v1".parse().unwrap();
+
+        assert!(
+            !open(&mut behaviour, 1, peer, &circuit, 0),
+            "relayed got a handler"
+        );
+        assert!(
+            !behaviour.is_connected(&peer),
+            "relayed connection reached the inner protocol"
+        );
+
+        assert!(
+            open(&mut behaviour, 2, peer, &direct, 1),
+            "direct got no handler"
+        );
+        assert!(behaviour.is_connected(&peer));
+
+        // The swarm still counts the circuit; the inner protocol must see
+        // its last connection close (a wrong count trips its own checks).
+        close(&mut behaviour, 2, peer, &direct, 1);
+        assert!(
+            !behaviour.is_connected(&peer),
+            "closed direct connection still used"
+        );
+        close(&mut behaviour, 1, peer, &circuit, 0);
+        assert!(!behaviour.is_connected(&peer));
+    }
+}
