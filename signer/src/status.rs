@@ -113,6 +113,9 @@ pub fn run(context: &Context, args: StatusArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    if let Some(warning) = stale_warning(&status) {
+        println!("{warning}\n");
+    }
     if args.hosts.is_empty() {
         print!("{}", render(&rows));
     } else {
@@ -125,6 +128,24 @@ pub fn run(context: &Context, args: StatusArgs) -> anyhow::Result<()> {
         print!("{}", render_policy(policy));
     }
     Ok(())
+}
+
+/// Returns a warning line when the queried node raises its stale alarm: its
+/// newest admin-signed object is older than its `trust.stale_after_secs`.
+fn stale_warning(status: &Value) -> Option<String> {
+    let stale = status.get("node")?.get("stale")?.as_object()?;
+    let field = |name: &str| stale.get(name).cloned().unwrap_or(Value::Null);
+    let days = |name: &str| field(name).as_u64().unwrap_or(0) / 86_400;
+    Some(format!(
+        "warning: stale: the newest admin-signed object on node {} is {} {} revision {}, signed {} ({} days ago, limit {} days); peers may be withholding newer objects",
+        status["node"]["host"].as_str().unwrap_or("?"),
+        field("kind").as_str().unwrap_or("?"),
+        field("slot").as_str().unwrap_or("?"),
+        field("revision"),
+        field("signed_at").as_str().unwrap_or("?"),
+        days("age_secs"),
+        days("limit_secs"),
+    ))
 }
 
 /// Reads a policy from a signed policy file or from its TOML source.
@@ -402,5 +423,33 @@ mod tests {
             }
         }
         rows
+    }
+
+    #[test]
+    fn stale_alarm_is_shown_as_warning() {
+        let status = serde_json::json!({
+            "node": {
+                "host": "pc-1",
+                "stale": {
+                    "kind": "policy",
+                    "slot": "openssl-now",
+                    "revision": 3,
+                    "signed_at": "2026-10-01T00:00:00Z",
+                    "age_secs": 40 * 86_400 + 5,
+                    "limit_secs": 31 * 86_400,
+                },
+            },
+            "reports": [],
+        });
+        let warning = stale_warning(&status).expect("a warning");
+        assert!(warning.contains("node pc-1"), "{warning}");
+        assert!(
+            warning.contains("policy openssl-now revision 3"),
+            "{warning}"
+        );
+        assert!(warning.contains("40 days ago, limit 31 days"), "{warning}");
+
+        let fresh = serde_json::json!({"node": {"host": "pc-1", "stale": null}});
+        assert_eq!(stale_warning(&fresh), None);
     }
 }

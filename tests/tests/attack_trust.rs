@@ -649,6 +649,11 @@ fn stale_policy_served_by_peers_raises_alarm() {
     let shown = &status["node"]["stale"];
     assert_eq!(shown["slot"], "aging", "status shows the alarm: {status}");
     assert_eq!(shown["signed_at"], alarm["signed_at"], "{status}");
+    let output = admin.signer(&["status", "--node", &target.url]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "signer status failed: {stdout}");
+    assert!(stdout.contains("warning: stale"), "{stdout}");
+    assert!(stdout.contains("policy aging revision 1"), "{stdout}");
     wait_log_line(
         &target,
         &[
