@@ -107,6 +107,9 @@ struct PeerState {
     waiting_since: Option<f64>,
     /// The peer replied since the last `next_requests`.
     progress_pending: bool,
+    /// The peer delivered a verified chunk in this download; until then a
+    /// same-site peer is on probation (see `probation.rs`).
+    delivered: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -181,6 +184,8 @@ pub struct Scheduler<P: Ord + Clone + Debug> {
     local_key: Vec<u8>,
     /// Rotates the chunk order per node so peers start on different chunks.
     offset: usize,
+    /// Turn of the rotating order of peers, advanced per `next_requests`.
+    rotation: usize,
 }
 
 impl<P: Ord + Clone + Debug> Scheduler<P> {
@@ -231,6 +236,7 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
             local,
             local_key,
             offset,
+            rotation: 0,
         }
     }
 
@@ -260,6 +266,7 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
             excluded: false,
             waiting_since: None,
             progress_pending: false,
+            delivered: false,
         });
         if let (true, Some(key)) = (same_site, wan_member) {
             if let std::collections::btree_map::Entry::Vacant(entry) = self.site_members.entry(peer)
@@ -371,6 +378,9 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
     pub fn on_chunk(&mut self, peer: &P, index: usize) {
         self.finish_flight(peer, index);
         self.mark_progress(peer);
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.delivered = true;
+        }
         if let Some(done) = self.done.get_mut(index) {
             if !*done {
                 *done = true;
@@ -618,23 +628,20 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
             for_each_common_bit(&state.have, &wanted, |index| availability[index] += 1);
         }
 
-        let mut order: Vec<P> = self.peers.keys().cloned().collect();
-        order.sort_by_key(|peer| !self.peers[peer].same_site);
+        let order = self.request_order();
         let mut candidates: Vec<(u32, usize, usize)> = Vec::new();
         let mut cross_site_free = self
             .config
             .max_cross_site_in_flight
             .saturating_sub(self.in_flight.values().filter(|f| f.cross_site).count());
-        for peer in order {
+        for peer in &order {
+            let peer = peer.clone();
             let state = &self.peers[&peer];
             if state.excluded {
                 continue;
             }
             let cross_site = !state.same_site;
-            let mut free = self
-                .config
-                .requests_per_peer
-                .saturating_sub(state.in_flight);
+            let mut free = self.request_limit(state).saturating_sub(state.in_flight);
             if cross_site {
                 free = free.min(cross_site_free);
             }
@@ -668,6 +675,7 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
                 });
             }
         }
+        self.reassign_stalled(now, &order, &mut out);
         for request in &out {
             self.in_flight.insert(
                 request.index,
@@ -700,6 +708,8 @@ fn for_each_common_bit(a: &[u8], b: &[u8], mut f: impl FnMut(usize)) {
 
 #[cfg(test)]
 mod reach_tests;
+
+mod probation;
 
 #[cfg(test)]
 mod tests {
@@ -752,6 +762,8 @@ mod tests {
         let mut scheduler = Scheduler::new(0u32, vec![0], chunks(4), &[], config, 0.0);
         scheduler.add_peer(1, true, None);
         scheduler.add_peer(2, true, None);
+        scheduler.prove(&1);
+        scheduler.prove(&2);
         scheduler.set_have(&1, all(4));
         let first = scheduler.next_requests(0.0);
         assert!(first.iter().all(|r| r.peer == 1));
@@ -858,6 +870,7 @@ mod tests {
         );
         scheduler.add_peer(1, false, None);
         scheduler.add_peer(2, true, None);
+        scheduler.prove(&2);
         scheduler.set_have(&1, all(4));
         scheduler.set_have(&2, all(4));
         let requests = scheduler.next_requests(0.0);
@@ -873,6 +886,7 @@ mod tests {
         };
         let mut scheduler = Scheduler::new(0u32, vec![0], chunks(10), &[], config, 0.0);
         scheduler.add_peer(1, true, None);
+        scheduler.prove(&1);
         scheduler.set_have(&1, all(10));
         assert_eq!(scheduler.next_requests(0.0).len(), 2);
         assert_eq!(scheduler.next_requests(0.0).len(), 0);
@@ -1104,6 +1118,7 @@ mod tests {
             scheduler.set_have(&peer, all(32));
         }
         scheduler.add_peer(4, true, None);
+        scheduler.prove(&4);
         scheduler.set_have(&4, all(32));
         let requests = scheduler.next_requests(0.0);
         let cross = requests.iter().filter(|r| r.cross_site).count();
