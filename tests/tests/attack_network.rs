@@ -145,6 +145,18 @@ fn wait_blocked(node: &Node, raw: &RawPeer, what: &str) {
 /// Publishes `patch` with a policy at `publisher` and waits until `node`
 /// installed it.
 fn publish_and_install(admin: &Admin, publisher: &Node, node: &Node, patch: &Patch) -> Duration {
+    publish_and_install_within(admin, publisher, node, patch, Duration::from_secs(60))
+}
+
+/// Publishes `patch` with a policy at `publisher` and waits up to `timeout`
+/// until `node` installed it.
+fn publish_and_install_within(
+    admin: &Admin,
+    publisher: &Node,
+    node: &Node,
+    patch: &Patch,
+    timeout: Duration,
+) -> Duration {
     let policy = admin.sign_policy(
         &patch.reference.replace('@', "-"),
         &[&patch.reference],
@@ -152,11 +164,9 @@ fn publish_and_install(admin: &Admin, publisher: &Node, node: &Node, patch: &Pat
     );
     let started = Instant::now();
     admin.publish_ok(&publisher.url, &[&patch.dir, &policy]);
-    wait_until(
-        &format!("{} installed", patch.reference),
-        Duration::from_secs(60),
-        || (node.installed_hash()? == patch.payload_hash).then_some(()),
-    );
+    wait_until(&format!("{} installed", patch.reference), timeout, || {
+        (node.installed_hash()? == patch.payload_hash).then_some(())
+    });
     started.elapsed()
 }
 
@@ -314,6 +324,33 @@ fn endless_data_keeps_memory_bounded() {
 /// Silent Sybil peers around the node.
 const SYBILS: usize = 40;
 
+/// Starts `count` silent Sybil peers of `node`'s site, connects each to
+/// `node` and waits until the node lists them all. With `claim_chunks` they
+/// claim every chunk in their chunk maps and never reply to a request.
+fn surround(node: &Node, count: usize, claim_chunks: bool) -> Vec<HostilePeer> {
+    let started = Instant::now();
+    let sybils: Vec<HostilePeer> = (0..count)
+        .map(|i| {
+            let mut config = HostileConfig::default();
+            config.hello.site = node.options.site.clone();
+            config.hello.host = format!("sybil-{i}");
+            config.claim_all_chunks = claim_chunks;
+            config.chunk_mode = ChunkMode::Silent;
+            let sybil = HostilePeer::start(config).expect("sybil starts");
+            sybil.dial(tcp_addr(node)).expect("dial");
+            sybil
+        })
+        .collect();
+    for sybil in &sybils {
+        sybil
+            .wait_connected(node_id(node), Duration::from_secs(30))
+            .expect("sybil connects");
+    }
+    node.wait_for_peers(count);
+    println!("{count} sybils connected in {:?}", started.elapsed());
+    sybils
+}
+
 #[test]
 fn silent_sybils_do_not_starve_honest_peer() {
     let admin = Admin::new();
@@ -322,26 +359,7 @@ fn silent_sybils_do_not_starve_honest_peer() {
     // Sybils connect first, all from 127.0.0.1. They claim no chunk, never
     // reply to a chunk request, offer nothing by anti-entropy and never
     // forward gossip (they never report a validation result).
-    let started = Instant::now();
-    let sybils: Vec<HostilePeer> = (0..SYBILS)
-        .map(|i| {
-            let mut config = HostileConfig::default();
-            config.hello.site = "site-a".into();
-            config.hello.host = format!("sybil-{i}");
-            config.claim_all_chunks = false;
-            config.chunk_mode = ChunkMode::Silent;
-            let sybil = HostilePeer::start(config).expect("sybil starts");
-            sybil.dial(tcp_addr(&node)).expect("dial");
-            sybil
-        })
-        .collect();
-    for sybil in &sybils {
-        sybil
-            .wait_connected(node_id(&node), Duration::from_secs(30))
-            .expect("sybil connects");
-    }
-    node.wait_for_peers(SYBILS);
-    println!("{SYBILS} sybils connected in {:?}", started.elapsed());
+    let sybils = surround(&node, SYBILS, false);
 
     // The one honest peer arrives last, and the admin publishes there.
     let honest = Node::start(
@@ -431,4 +449,29 @@ fn restarted_node_syncs_at_once() {
     let took = wait_policy(&spoke, "while-spoke-down", restarted);
     println!("spoke received the policy {took:?} after its restart");
     assert!(took < CATCH_UP, "spoke caught up after {took:?}");
+}
+
+/// Sybils that claim every chunk and never reply to a request; the patch
+/// has fewer chunks, so they can be asked for all of them at once.
+const CLAIMING_SYBILS: usize = 20;
+
+#[test]
+fn chunk_claiming_sybils_only_delay_download() {
+    let admin = Admin::new();
+    let node = Node::start(&admin, NodeOptions::new("claimed", "site-a"));
+    let _sybils = surround(&node, CLAIMING_SYBILS, true);
+    let honest = Node::start(
+        &admin,
+        NodeOptions::new("honest", "site-a").bootstrap(&node),
+    );
+    node.wait_for_peers(CLAIMING_SYBILS + 1);
+    let patch = admin.add_patch("claimed", &random_bytes(2 * MIB as usize), 256 * 1024);
+    // Without probation each claimer held every chunk until the 60 s
+    // request timeout, one claimer after another.
+    let took = publish_and_install_within(&admin, &honest, &node, &patch, Duration::from_secs(120));
+    println!("installed among {CLAIMING_SYBILS} chunk-claiming sybils {took:?} after publishing");
+    assert!(
+        took < Duration::from_secs(30),
+        "install took {took:?} among chunk-claiming sybils"
+    );
 }
