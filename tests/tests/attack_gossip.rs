@@ -6,71 +6,18 @@
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use patchmesh_protocol::{Policy, SecretKey};
+use patchmesh_protocol::Policy;
+use patchmesh_tests::attack::{connect_hostile, count_log_lines, key, peer_view, wait_log_line};
 use patchmesh_tests::hostile::{forge, HostileConfig, HostilePeer};
 use patchmesh_tests::{
-    get_json, random_bytes, reported_patches, wait_installed, wait_until, Admin, Node, NodeOptions,
+    random_bytes, reported_patches, wait_installed, wait_until, Admin, Node, NodeOptions,
 };
-use serde_json::Value;
-
-/// Loads a secret key file from the admin's folder.
-fn key(admin: &Admin, name: &str) -> SecretKey {
-    let bytes = std::fs::read(admin.path(name)).expect("read key file");
-    SecretKey::from_file_bytes(&bytes).expect("plain key file")
-}
-
-/// Starts a hostile peer and connects it to `node` over TCP on loopback.
-fn connect_hostile(node: &Node) -> HostilePeer {
-    let hostile = HostilePeer::start(HostileConfig::default()).expect("hostile peer starts");
-    let addr = node
-        .addrs
-        .iter()
-        .find(|addr| addr.contains("/tcp/"))
-        .expect("node listens on TCP");
-    hostile.dial(addr).expect("dial the node");
-    hostile
-        .wait_connected(node.peer.parse().expect("peer id"), Duration::from_secs(20))
-        .expect("hostile peer connects");
-    hostile
-}
-
-/// Returns `node`'s view of `peer` from `GET /v1/peers`.
-fn peer_view(node: &Node, peer: &str) -> Option<Value> {
-    let peers = get_json(&format!("{}/v1/peers", node.url))?;
-    peers
-        .as_array()?
-        .iter()
-        .find(|p| p["peer"] == peer)
-        .cloned()
-}
-
-/// Waits until `node`'s log has a line that contains every one of `parts`.
-fn wait_log_line(node: &Node, parts: &[&str]) {
-    wait_until(
-        &format!("a log line of {} with {parts:?}", node.options.host),
-        Duration::from_secs(20),
-        || {
-            node.log()
-                .lines()
-                .any(|line| parts.iter().all(|part| line.contains(part)))
-                .then_some(())
-        },
-    );
-}
 
 /// Waits until one invalid message no longer graylists its sender: the
 /// node's gossipsub counts invalid messages with decay 0.5 per second and
 /// weight -100 per squared count, against a graylist threshold of -80.
 fn wait_for_score_decay() {
     std::thread::sleep(Duration::from_secs(4));
-}
-
-/// Counts `node`'s log lines that contain every one of `parts`.
-fn count_log_lines(node: &Node, parts: &[&str]) -> usize {
-    node.log()
-        .lines()
-        .filter(|line| parts.iter().all(|part| line.contains(part)))
-        .count()
 }
 
 /// A target node (observer, so it reports its own state) with an honest
@@ -161,7 +108,7 @@ impl Scene {
 #[test]
 fn rejects_forged_tampered_and_expired_gossip() {
     let scene = scene();
-    let hostile = connect_hostile(&scene.target);
+    let hostile = connect_hostile(&scene.target, HostileConfig::default());
     let hostile_id = hostile.peer_id().to_base58();
     let admin_key = key(&scene.admin, "admin.key");
     scene
@@ -221,7 +168,7 @@ fn replayed_older_policy_is_refused_after_restart() {
     );
 
     scene.target.restart();
-    let hostile = connect_hostile(&scene.target);
+    let hostile = connect_hostile(&scene.target, HostileConfig::default());
     let hostile_id = hostile.peer_id().to_base58();
     hostile
         .gossip(scene.genuine.clone())
@@ -251,7 +198,7 @@ fn replayed_older_policy_is_refused_after_restart() {
 #[test]
 fn junk_flood_graylists_only_the_sender() {
     let scene = scene();
-    let hostile = connect_hostile(&scene.target);
+    let hostile = connect_hostile(&scene.target, HostileConfig::default());
     let hostile_id = hostile.peer_id().to_base58();
     hostile
         .gossip(b"first junk".to_vec())
@@ -297,7 +244,7 @@ fn under_threshold_and_repeated_signatures_are_rejected() {
     let first = key(&admin, "admin.key");
     let second = key(&admin, "second.key");
     let target = Node::start(&admin, NodeOptions::new("target", "site-a"));
-    let hostile = connect_hostile(&target);
+    let hostile = connect_hostile(&target, HostileConfig::default());
     let hostile_id = hostile.peer_id().to_base58();
 
     let base = std::fs::read(admin.sign_policy("pair", &["demo@1"], "admin.key"))

@@ -5,18 +5,12 @@
 //! recovery), and a clock set back cannot revive an expired policy.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use patchmesh_protocol::{Policy, SecretKey};
-use patchmesh_tests::hostile::{forge, HostileConfig, HostilePeer};
-use patchmesh_tests::{wait_until, Admin, Node, NodeOptions};
-
-/// Loads a secret key file from the admin's folder.
-fn key(admin: &Admin, name: &str) -> SecretKey {
-    let bytes = std::fs::read(admin.path(name)).expect("read key file");
-    SecretKey::from_file_bytes(&bytes).expect("plain key file")
-}
+use patchmesh_protocol::Policy;
+use patchmesh_tests::attack::{add_second_key, connect_hostile, key, publish_bytes, wait_log_line};
+use patchmesh_tests::hostile::{forge, HostileConfig};
+use patchmesh_tests::{Admin, Node, NodeOptions};
 
 /// Signs root version `from + 1` from `root-{from}.bin` (or `root.bin` for
 /// version 1) with `admin.key`, removing `remove` when given; returns its path.
@@ -42,49 +36,6 @@ fn rotate(admin: &Admin, from: u64, remove: Option<&str>) -> PathBuf {
     }
     admin.signer_json(&args);
     admin.path(&out)
-}
-
-/// Creates a second admin key `name` and re-signs `root.bin` with both keys
-/// in every role, threshold 1.
-fn add_second_key(admin: &Admin, name: &str) -> SecretKey {
-    admin.signer_json(&["keygen", "--out", name]);
-    admin.signer_json(&[
-        "root",
-        "init",
-        "--key",
-        "admin.key",
-        "--key",
-        name,
-        "--out",
-        "root.bin",
-        "--force",
-    ]);
-    key(admin, name)
-}
-
-fn wait_log_line(node: &Node, parts: &[&str]) {
-    wait_until(
-        &format!("a log line of {} with {parts:?}", node.options.host),
-        Duration::from_secs(30),
-        || {
-            node.log()
-                .lines()
-                .any(|line| parts.iter().all(|part| line.contains(part)))
-                .then_some(())
-        },
-    );
-}
-
-/// Publishes `bytes` as a file and returns the signer's exit status and
-/// standard error.
-fn publish_bytes(admin: &Admin, node: &Node, name: &str, bytes: &[u8]) -> (Option<i32>, String) {
-    let path = admin.path(name);
-    std::fs::write(&path, bytes).expect("write object");
-    let output = admin.publish(&node.url, &[&path]);
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -131,16 +82,7 @@ fn root_chain_gap_is_refused() {
     );
 
     // The same root by gossip is refused and its sender penalised.
-    let hostile = HostilePeer::start(HostileConfig::default()).expect("hostile peer starts");
-    let addr = node
-        .addrs
-        .iter()
-        .find(|a| a.contains("/tcp/"))
-        .expect("tcp");
-    hostile.dial(addr).expect("dial");
-    hostile
-        .wait_connected(node.peer.parse().expect("peer id"), Duration::from_secs(20))
-        .expect("connects");
+    let hostile = connect_hostile(&node, HostileConfig::default());
     hostile.gossip(skipping).expect("gossip root 3");
     let hostile_id = hostile.peer_id().to_base58();
     wait_log_line(
