@@ -78,6 +78,15 @@ pub enum ImportError {
         /// Why.
         source: VerifyError,
     },
+    /// A root of the chain is past the number of rotations this node
+    /// trusts after its pinned root.
+    #[error("root version {version} in the bundle is rejected: {source}")]
+    RootChain {
+        /// Version of the rejected root.
+        version: u64,
+        /// Why.
+        source: AdmitError,
+    },
     /// The index does not verify.
     #[error("bundle index {index} is rejected: {source}")]
     Index {
@@ -274,6 +283,12 @@ fn verify(
         if body.version <= root.version {
             continue;
         }
+        trust
+            .check_root_version(body.version)
+            .map_err(|source| ImportError::RootChain {
+                version: body.version,
+                source,
+            })?;
         root = root
             .verify_successor(signed)
             .map_err(|source| ImportError::Root {

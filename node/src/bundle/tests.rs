@@ -324,3 +324,45 @@ fn rotation_in_bundle_lifts_revoked_floor() {
     assert_eq!(summary.objects_stored, 1);
     assert_eq!(node.trust.root().version, 2);
 }
+
+#[test]
+fn root_chain_past_hop_limit_stores_nothing() {
+    let key = SecretKey::generate();
+    let pinned = root("ships", &key);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = MetaStore::open(&dir.path().join("meta")).expect("meta");
+    let trust = Trust::load_with_hop_limit(&pinned, meta.clone(), 1).expect("trust");
+    let chunks = ChunkStore::open(dir.path(), 0).expect("chunks");
+    let mut node = Node {
+        dir,
+        trust,
+        meta,
+        chunks,
+    };
+
+    // Versions 2 and 3, each signed by the same key: two rotations.
+    let mut chain = vec![pinned.clone()];
+    for version in 2..=3 {
+        let mut body: Root = pinned.decode_body().expect("root body");
+        body.version = version;
+        chain.push(Signed::sign(&body, &[&key]));
+    }
+    let chunk = vec![9u8; 700];
+    let bytes = bundle_with_roots(
+        "ships",
+        &chain,
+        &[policy(1, &key)],
+        std::slice::from_ref(&chunk),
+        &key,
+    );
+    let err = node
+        .import(&bytes)
+        .expect_err("chain past the limit imported");
+    assert!(
+        matches!(err, ImportError::RootChain { version: 3, .. }),
+        "{err}"
+    );
+    assert_eq!(node.trust.root().version, 1);
+    assert!(!node.stored_objects(&key));
+    assert!(!node.chunks.contains(&Hash::of(&chunk)));
+}

@@ -8,6 +8,12 @@ use super::{AdmitError, Admitted, Outcome, Trust, HIGH_WATER_KEY, MAX_ISSUED_AHE
 use crate::store::meta::Batch;
 
 impl Trust {
+    /// Checks that root `version` lies within the hop limit counted from
+    /// the pinned root, as admission of a root does.
+    pub fn check_root_version(&self, version: u64) -> Result<(), AdmitError> {
+        super::check_root_hops(self.pinned_version, self.max_root_hops, version)
+    }
+
     /// Verifies `roots` as successors of the trusted root and `objects`
     /// under the newest of them, as [`Trust::admit`] would one by one, then
     /// stores them in one flushed transaction together with `extra`.
@@ -39,7 +45,7 @@ impl Trust {
             if body.version <= root.version {
                 continue;
             }
-            super::check_root_hops(self.pinned_version, self.max_root_hops, body.version)?;
+            self.check_root_version(body.version)?;
             let next = root.verify_successor(signed)?;
             if next.expires <= now {
                 return Err(VerifyError::Expired {
