@@ -1,5 +1,6 @@
 //! Helpers shared by the attack tests: a hostile peer connected to a node,
-//! the node's view of a peer, its log, and publishing raw object bytes.
+//! the node's view of a peer, its log, publishing raw object bytes, and a
+//! target node with an honest neighbour.
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use patchmesh_protocol::SecretKey;
 use serde_json::Value;
 
 use crate::hostile::{HostileConfig, HostilePeer};
-use crate::{get_json, wait_until, Admin, Node};
+use crate::{get_json, random_bytes, wait_installed, wait_until, Admin, Node, NodeOptions, Patch};
 
 /// Loads a secret key file from the admin's folder.
 pub fn key(admin: &Admin, name: &str) -> SecretKey {
@@ -134,4 +135,70 @@ pub fn assert_not_penalised(node: &Node, peer: &str) {
         0,
         "the log penalises {peer}"
     );
+}
+
+/// Starts a target node (observer, so it keeps its own report) and an
+/// honest neighbour that dials it.
+pub fn start_target_and_honest(admin: &Admin) -> (Node, Node) {
+    let target = Node::start(admin, NodeOptions::new("target", "site-a").observer());
+    let honest = Node::start(
+        admin,
+        NodeOptions::new("honest", "site-a").bootstrap(&target),
+    );
+    target.wait_for_peers(1);
+    (target, honest)
+}
+
+/// Waits until `target` reports `patch` installed and checks the file its
+/// install command wrote.
+pub fn assert_installs(target: &Node, patch: &Patch) {
+    wait_installed(
+        target,
+        &[target.options.host.as_str()],
+        &patch.reference,
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        target.installed_hash().as_deref(),
+        Some(patch.payload_hash.as_str())
+    );
+}
+
+/// A target node and its honest neighbour, a patch published to the
+/// target, and a genuine policy for it that is not published yet.
+pub struct Scene {
+    pub admin: Admin,
+    pub target: Node,
+    pub honest: Node,
+    pub patch: Patch,
+    /// Signed policy bytes.
+    pub genuine: Vec<u8>,
+}
+
+impl Scene {
+    /// Starts both nodes and publishes the patch `guarded@1` to the target.
+    pub fn start() -> Scene {
+        let admin = Admin::new();
+        let patch = admin.add_patch("guarded", &random_bytes(100_000), 64 * 1024);
+        let genuine_path = admin.sign_policy("guarded", &[&patch.reference], "admin.key");
+        let genuine = std::fs::read(genuine_path).expect("read genuine policy");
+        let (target, honest) = start_target_and_honest(&admin);
+        admin.publish_ok(&target.url, &[&patch.dir]);
+        Scene {
+            admin,
+            target,
+            honest,
+            patch,
+            genuine,
+        }
+    }
+
+    /// Publishes the genuine policy through the honest neighbour and waits
+    /// until the target installs the patch.
+    pub fn install_genuine_policy(&self) {
+        let genuine = self.admin.path("genuine.policy");
+        std::fs::write(&genuine, &self.genuine).expect("write genuine policy");
+        self.admin.publish_ok(&self.honest.url, &[&genuine]);
+        assert_installs(&self.target, &self.patch);
+    }
 }

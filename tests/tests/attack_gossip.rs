@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use patchmesh_protocol::Policy;
-use patchmesh_tests::attack::{connect_hostile, count_log_lines, key, peer_view, wait_log_line};
-use patchmesh_tests::hostile::{forge, HostileConfig, HostilePeer};
-use patchmesh_tests::{
-    random_bytes, reported_patches, wait_installed, wait_until, Admin, Node, NodeOptions,
+use patchmesh_tests::attack::{
+    connect_hostile, count_log_lines, key, peer_view, wait_log_line, Scene,
 };
+use patchmesh_tests::hostile::{forge, HostileConfig, HostilePeer};
+use patchmesh_tests::{reported_patches, wait_installed, wait_until, Admin, Node, NodeOptions};
 
 /// Waits until one invalid message no longer graylists its sender: the
 /// node's gossipsub counts invalid messages with decay 0.5 per second and
@@ -20,94 +20,49 @@ fn wait_for_score_decay() {
     std::thread::sleep(Duration::from_secs(4));
 }
 
-/// A target node (observer, so it reports its own state) with an honest
-/// neighbour, a published patch and a genuine policy not yet published.
-struct Scene {
-    admin: Admin,
-    target: Node,
-    honest: Node,
-    patch: patchmesh_tests::Patch,
-    genuine: Vec<u8>,
-}
-
-fn scene() -> Scene {
-    let admin = Admin::new();
-    let patch = admin.add_patch("guarded", &random_bytes(100_000), 64 * 1024);
-    let genuine_path = admin.sign_policy("guarded", &[&patch.reference], "admin.key");
-    let genuine = std::fs::read(genuine_path).expect("read genuine policy");
-    let target = Node::start(&admin, NodeOptions::new("target", "site-a").observer());
-    let honest = Node::start(
-        &admin,
-        NodeOptions::new("honest", "site-a").bootstrap(&target),
+/// Checks that the target acted on nothing, that `hostile` alone is
+/// penalised, then publishes the genuine policy through the honest
+/// neighbour and waits for the target to install it.
+fn assert_only_hostile_blamed_then_install(scene: &Scene, hostile: &HostilePeer) {
+    let status = scene.target.status().expect("target status");
+    let patches = reported_patches(&status, "target").unwrap_or_default();
+    assert!(
+        patches.is_empty(),
+        "target acted on hostile gossip: {patches:?}"
     );
-    target.wait_for_peers(1);
-    admin.publish_ok(&target.url, &[&patch.dir]);
-    Scene {
-        admin,
-        target,
-        honest,
-        patch,
-        genuine,
-    }
-}
+    assert!(
+        scene.target.installed_hash().is_none(),
+        "target installed something"
+    );
 
-impl Scene {
-    /// Checks that the target acted on nothing, that `hostile` alone is
-    /// penalised, then publishes the genuine policy through the honest
-    /// neighbour and waits for the target to install it.
-    fn assert_only_hostile_blamed_then_install(&self, hostile: &HostilePeer) {
-        let status = self.target.status().expect("target status");
-        let patches = reported_patches(&status, "target").unwrap_or_default();
+    let hostile_id = hostile.peer_id().to_base58();
+    let honest_view = peer_view(&scene.target, &scene.honest.peer).expect("honest peer listed");
+    assert_eq!(
+        honest_view["penalty"], 0,
+        "honest peer penalised: {honest_view}"
+    );
+    if let Some(score) = honest_view["gossip_score"].as_f64() {
         assert!(
-            patches.is_empty(),
-            "target acted on hostile gossip: {patches:?}"
-        );
-        assert!(
-            self.target.installed_hash().is_none(),
-            "target installed something"
-        );
-
-        let hostile_id = hostile.peer_id().to_base58();
-        let honest_view = peer_view(&self.target, &self.honest.peer).expect("honest peer listed");
-        assert_eq!(
-            honest_view["penalty"], 0,
-            "honest peer penalised: {honest_view}"
-        );
-        if let Some(score) = honest_view["gossip_score"].as_f64() {
-            assert!(
-                score >= 0.0,
-                "honest peer's gossip score dropped: {honest_view}"
-            );
-        }
-        // A blocked peer is disconnected and no longer listed; the log
-        // still names it.
-        match peer_view(&self.target, &hostile_id) {
-            Some(view) => {
-                let penalty = view["penalty"].as_i64().unwrap_or(0);
-                assert!(penalty > 0, "hostile peer not penalised: {view}");
-            }
-            None => wait_log_line(&self.target, &["peer blocked", &hostile_id]),
-        }
-
-        let genuine = self.admin.path("genuine.policy");
-        std::fs::write(&genuine, &self.genuine).expect("write genuine policy");
-        self.admin.publish_ok(&self.honest.url, &[&genuine]);
-        wait_installed(
-            &self.target,
-            &["target"],
-            &self.patch.reference,
-            Duration::from_secs(60),
-        );
-        assert_eq!(
-            self.target.installed_hash().as_deref(),
-            Some(self.patch.payload_hash.as_str())
+            score >= 0.0,
+            "honest peer's gossip score dropped: {honest_view}"
         );
     }
+    // A blocked peer is disconnected and no longer listed; the log
+    // still names it.
+    match peer_view(&scene.target, &hostile_id) {
+        Some(view) => {
+            let penalty = view["penalty"].as_i64().unwrap_or(0);
+            assert!(penalty > 0, "hostile peer not penalised: {view}");
+        }
+        None => wait_log_line(&scene.target, &["peer blocked", &hostile_id]),
+    }
+
+    scene.install_genuine_policy();
 }
 
 #[test]
 fn rejects_forged_tampered_and_expired_gossip() {
-    let scene = scene();
+    let scene = Scene::start();
     let hostile = connect_hostile(&scene.target, HostileConfig::default());
     let hostile_id = hostile.peer_id().to_base58();
     let admin_key = key(&scene.admin, "admin.key");
@@ -148,12 +103,12 @@ fn rejects_forged_tampered_and_expired_gossip() {
         0,
         "no hostile object was stored"
     );
-    scene.assert_only_hostile_blamed_then_install(&hostile);
+    assert_only_hostile_blamed_then_install(&scene, &hostile);
 }
 
 #[test]
 fn replayed_older_policy_is_refused_after_restart() {
-    let mut scene = scene();
+    let mut scene = Scene::start();
     let admin_key = key(&scene.admin, "admin.key");
     let newer = forge::resign::<Policy>(&scene.genuine, &[&admin_key], |p| p.version = 2)
         .expect("sign version 2");
@@ -197,7 +152,7 @@ fn replayed_older_policy_is_refused_after_restart() {
 
 #[test]
 fn junk_flood_graylists_only_the_sender() {
-    let scene = scene();
+    let scene = Scene::start();
     let hostile = connect_hostile(&scene.target, HostileConfig::default());
     let hostile_id = hostile.peer_id().to_base58();
     hostile
@@ -221,7 +176,7 @@ fn junk_flood_graylists_only_the_sender() {
         validated < published / 10,
         "{validated} of {published} junk messages reached validation"
     );
-    scene.assert_only_hostile_blamed_then_install(&hostile);
+    assert_only_hostile_blamed_then_install(&scene, &hostile);
 }
 
 #[test]

@@ -21,42 +21,16 @@ use patchmesh_protocol::{
     Hash, Installer, Manifest, Policy, Role, RoleKeys, Root, SecretKey, Signed,
 };
 use patchmesh_tests::attack::{
-    add_second_key, assert_not_penalised, assert_penalised, connect_hostile, count_log_lines, key,
-    offering, publish_bytes, wait_log_line, wait_log_within,
+    add_second_key, assert_installs, assert_not_penalised, assert_penalised, connect_hostile,
+    count_log_lines, key, offering, publish_bytes, start_target_and_honest, wait_log_line,
+    wait_log_within, Scene,
 };
 use patchmesh_tests::hostile::{forge, HostileConfig};
 use patchmesh_tests::{
-    get_json, policy_header, random_bytes, reported_patches, wait_installed, wait_until, Admin,
-    Node, NodeOptions, Patch,
+    get_json, policy_header, random_bytes, reported_patches, wait_until, Admin, Node, NodeOptions,
+    Patch,
 };
 use serde_json::Value;
-
-/// Starts a target node (observer, so it keeps its own report) and an
-/// honest neighbour that dials it.
-fn start_target_and_honest(admin: &Admin) -> (Node, Node) {
-    let target = Node::start(admin, NodeOptions::new("target", "site-a").observer());
-    let honest = Node::start(
-        admin,
-        NodeOptions::new("honest", "site-a").bootstrap(&target),
-    );
-    target.wait_for_peers(1);
-    (target, honest)
-}
-
-/// Waits until `target` reports `patch` installed and checks the file its
-/// install command wrote.
-fn assert_installs(target: &Node, patch: &Patch) {
-    wait_installed(
-        target,
-        &[target.options.host.as_str()],
-        &patch.reference,
-        Duration::from_secs(60),
-    );
-    assert_eq!(
-        target.installed_hash().as_deref(),
-        Some(patch.payload_hash.as_str())
-    );
-}
 
 /// Signed manifest bytes of `patch` as `patch add` wrote them.
 fn manifest_bytes(patch: &Patch) -> Vec<u8> {
@@ -146,44 +120,11 @@ fn assert_nothing_installed_after(node: &Node, secs: u64) {
     );
 }
 
-/// A target node (observer, so it reports its own state), an honest
-/// neighbour, a patch published to the target and a genuine policy for it
-/// that is not published yet.
-struct Scene {
-    admin: Admin,
-    target: Node,
-    honest: Node,
-    patch: Patch,
-    genuine: Vec<u8>,
-}
-
-fn scene() -> Scene {
-    let admin = Admin::new();
-    let patch = admin.add_patch("guarded", &random_bytes(100_000), 64 * 1024);
-    let genuine_path = admin.sign_policy("guarded", &[&patch.reference], "admin.key");
-    let genuine = std::fs::read(genuine_path).expect("read genuine policy");
-    let (target, honest) = start_target_and_honest(&admin);
-    admin.publish_ok(&target.url, &[&patch.dir]);
-    Scene {
-        admin,
-        target,
-        honest,
-        patch,
-        genuine,
-    }
-}
-
-impl Scene {
-    /// Checks that the honest neighbour kept its standing, then publishes
-    /// the genuine policy through it and waits for the target to install
-    /// the patch.
-    fn assert_still_installs_genuine_policy(&self) {
-        assert_not_penalised(&self.target, &self.honest.peer);
-        let genuine = self.admin.path("genuine.policy");
-        std::fs::write(&genuine, &self.genuine).expect("write genuine policy");
-        self.admin.publish_ok(&self.honest.url, &[&genuine]);
-        assert_installs(&self.target, &self.patch);
-    }
+/// Checks that the honest neighbour kept its standing, then publishes the
+/// genuine policy through it and waits for the target to install the patch.
+fn assert_still_installs_genuine_policy(scene: &Scene) {
+    assert_not_penalised(&scene.target, &scene.honest.peer);
+    scene.install_genuine_policy();
 }
 
 #[test]
@@ -476,7 +417,7 @@ fn key_listed_twice_counts_once() {
 
 #[test]
 fn far_future_signing_time_does_not_freeze_node() {
-    let scene = scene();
+    let scene = Scene::start();
     let admin_key = key(&scene.admin, "admin.key");
     // A valid key signed a policy ten years ahead, as an admin machine
     // with a wrong clock would.
@@ -496,7 +437,7 @@ fn far_future_signing_time_does_not_freeze_node() {
 
     // The genuine policy expires in a day: expired if the node had moved
     // its newest signing time ten years ahead.
-    scene.assert_still_installs_genuine_policy();
+    assert_still_installs_genuine_policy(&scene);
     assert_eq!(
         count_log_lines(&scene.target, &["newest signing time seen"]),
         0,
@@ -506,7 +447,7 @@ fn far_future_signing_time_does_not_freeze_node() {
 
 #[test]
 fn wrong_software_is_refused_or_not_applicable() {
-    let scene = scene();
+    let scene = Scene::start();
     let admin_key = key(&scene.admin, "admin.key");
     let manifest = manifest_bytes(&scene.patch);
     let forged = |change: fn(&mut Manifest)| {
@@ -589,7 +530,7 @@ fn wrong_software_is_refused_or_not_applicable() {
         assert!(!escaped.exists(), "{} was written", escaped.display());
     }
     assert_no_entry_named(data, "escape");
-    scene.assert_still_installs_genuine_policy();
+    assert_still_installs_genuine_policy(&scene);
 }
 
 /// Checks that no file or folder under `dir` has `name` in its name.
