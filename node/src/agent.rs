@@ -13,6 +13,7 @@ pub mod inventory;
 mod patches;
 mod peers;
 mod reach;
+mod redial;
 mod reports;
 mod stale;
 mod sync;
@@ -196,6 +197,8 @@ pub struct Agent {
     /// When the stale alarm was last evaluated; `None` makes it due.
     last_stale_check: Option<Instant>,
     wan_budget: chunks::WanBudget,
+    /// When configured bootstrap peers are dialed again.
+    bootstrap_redial: redial::BootstrapRedial,
     /// Direct and relayed connections, WAN duty, relay reservations.
     reach: reach::Reach,
     /// Chunk serves in progress per peer, to bound the memory they hold.
@@ -352,6 +355,7 @@ impl Agent {
             last_plan: Instant::now(),
             last_stale_check: None,
             wan_budget: chunks::WanBudget::default(),
+            bootstrap_redial: redial::BootstrapRedial::default(),
             reach: reach::Reach::new(),
             serving: chunks::ServeSlots::default(),
             last_import_scan: Instant::now(),
@@ -658,6 +662,7 @@ impl Agent {
     fn on_tick(&mut self) {
         self.tick_downloads();
         self.tick_reach();
+        self.maybe_redial_bootstrap();
         if self.last_plan.elapsed() >= Duration::from_secs(1) {
             self.last_plan = Instant::now();
             self.plan();
