@@ -195,6 +195,9 @@ impl Agent {
     /// running downloads and sends its introduction again to same-site
     /// peers, which rank WAN fetches by it.
     pub(super) fn refresh_reach(&mut self) {
+        // NOTE: any direct link to another site counts, even to a peer that
+        // holds no chunks (an observer); such a node ranks for WAN fetches
+        // and its site waits for it to stall on chunks it cannot get.
         let site = &self.config.site;
         let wan = self.config.wan
             && self.peers.values().any(|entry| {
