@@ -15,6 +15,7 @@ mod peers;
 mod reach;
 mod redial;
 mod reports;
+mod serve_slots;
 mod stale;
 mod sync;
 
@@ -202,7 +203,7 @@ pub struct Agent {
     /// Direct and relayed connections, WAN duty, relay reservations.
     reach: reach::Reach,
     /// Chunk serves in progress per peer, to bound the memory they hold.
-    serving: chunks::ServeSlots,
+    serving: serve_slots::ServeSlots,
     last_import_scan: Instant,
     last_sweep: Instant,
     collector: inventory::SharedCollector,
@@ -357,7 +358,7 @@ impl Agent {
             wan_budget: chunks::WanBudget::default(),
             bootstrap_redial: redial::BootstrapRedial::default(),
             reach: reach::Reach::new(),
-            serving: chunks::ServeSlots::default(),
+            serving: serve_slots::ServeSlots::default(),
             last_import_scan: Instant::now(),
             last_sweep: Instant::now(),
             collector,

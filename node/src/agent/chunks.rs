@@ -1,7 +1,7 @@
 //! Chunk transfer: serving chunks to peers, and running downloads through
 //! the pure [`Scheduler`](crate::fetch::Scheduler).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use libp2p::request_response::{self, Message};
@@ -9,6 +9,7 @@ use libp2p::PeerId;
 use patchmesh_protocol::wire::{ChunkRequest, SyncRequest};
 use patchmesh_protocol::{Hash, Kind, Manifest};
 
+use super::serve_slots::SERVE_SLOTS_PER_REQUEST;
 use super::{failure_text, Agent, ChunkEvent, SyncPurpose, Work};
 use crate::fetch::{Scheduler, SchedulerConfig, StoreBackoff};
 use crate::net::codec::ChunkReply;
@@ -319,8 +320,11 @@ impl Agent {
             // read it, so a peer may not keep more than `limit` of them.
             // It gets `Missing` at once and requests the chunk again after
             // its next chunk map poll.
-            tracing::warn!(peer = %peer, chunk = %hash.short(), serving, limit, "too many chunk requests from peer in flight; replied missing");
-            self.penalise(peer, 5, "chunk requests over the limit in flight");
+            let rejected = self.serving.reject(peer, Instant::now());
+            tracing::warn!(peer = %peer, chunk = %hash.short(), serving, limit, rejected, "too many chunk requests from peer in flight; replied missing");
+            if rejected > limit {
+                self.penalise(peer, 5, "chunk requests far over the limit in flight");
+            }
             let _ = self
                 .swarm
                 .behaviour_mut()
@@ -423,51 +427,6 @@ impl Agent {
                 self.penalise(peer, 25, "bad chunk");
                 let now = self.mono();
                 self.send_chunk_requests(&payload, now);
-            }
-        }
-    }
-}
-
-/// Chunk serves a peer may have in progress, per chunk request in flight
-/// this node allows itself per download (`requests_per_peer`), so an honest
-/// peer running up to this many downloads at once gets every chunk it
-/// requests. Each request over the resulting limit is penalised.
-// NOTE: the limit counts chunks, not bytes, so a peer may make the node
-// hold up to `requests_per_peer * 4` chunks of the largest chunk size.
-const SERVE_SLOTS_PER_REQUEST: usize = 4;
-
-/// Chunk serves in progress (read, or written but not yet read by the
-/// requester), by inbound request, so one peer cannot make the node hold an
-/// unbounded number of chunks in memory.
-#[derive(Debug, Default)]
-pub(super) struct ServeSlots {
-    by_request: HashMap<request_response::InboundRequestId, PeerId>,
-    by_peer: HashMap<PeerId, usize>,
-}
-
-impl ServeSlots {
-    /// Serves in progress for `peer`.
-    pub fn count(&self, peer: &PeerId) -> usize {
-        self.by_peer.get(peer).copied().unwrap_or(0)
-    }
-
-    /// Records a serve that started.
-    pub fn start(&mut self, request: request_response::InboundRequestId, peer: PeerId) {
-        if self.by_request.insert(request, peer).is_none() {
-            *self.by_peer.entry(peer).or_default() += 1;
-        }
-    }
-
-    /// Records a serve that ended: sent, or failed, which includes a closed
-    /// connection (request-response reports `ConnectionClosed` for each).
-    pub fn finish(&mut self, request: request_response::InboundRequestId) {
-        let Some(peer) = self.by_request.remove(&request) else {
-            return;
-        };
-        if let Some(count) = self.by_peer.get_mut(&peer) {
-            *count -= 1;
-            if *count == 0 {
-                self.by_peer.remove(&peer);
             }
         }
     }
