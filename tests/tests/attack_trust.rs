@@ -66,7 +66,7 @@ fn patch_dir_with(admin: &Admin, patch: &Patch, manifest: &[u8], name: &str) -> 
     dir
 }
 
-/// The pinned root of `admin` and its body.
+/// Returns the body of `admin`'s pinned root.
 fn pinned_root(admin: &Admin) -> Root {
     let bytes = std::fs::read(admin.root()).expect("read root.bin");
     Signed::from_bytes(&bytes)
