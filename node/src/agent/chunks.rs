@@ -321,7 +321,10 @@ impl Agent {
             // It gets `Missing` at once and requests the chunk again after
             // its next chunk map poll.
             let rejected = self.serving.reject(peer, Instant::now());
-            tracing::warn!(peer = %peer, chunk = %hash.short(), serving, limit, rejected, "too many chunk requests from peer in flight; replied missing");
+            // One line per peer and window; the penalty lines count the rest.
+            if rejected == 1 {
+                tracing::warn!(peer = %peer, chunk = %hash.short(), serving, limit, "too many chunk requests from peer in flight; replied missing");
+            }
             if rejected > limit {
                 self.penalise(peer, 5, "chunk requests far over the limit in flight");
             }
