@@ -624,8 +624,19 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
             wanted[index / 8] &= !(1 << (index % 8));
         }
         let mut availability = vec![0u32; count];
+        // Chunks a same-site peer holds are never fetched over the WAN, even
+        // while that peer has no free request slot (a peer on probation has
+        // one): the site waits for its LAN copy rather than paying for a
+        // second WAN transfer. A peer that only claims chunks stops counting
+        // once the slow-peer rule excludes it.
+        let mut held_on_site = vec![0u8; wanted.len()];
         for state in self.peers.values().filter(|s| !s.excluded) {
             for_each_common_bit(&state.have, &wanted, |index| availability[index] += 1);
+            if state.same_site {
+                for (byte, have) in held_on_site.iter_mut().zip(&state.have) {
+                    *byte |= have;
+                }
+            }
         }
 
         let order = self.request_order();
@@ -653,7 +664,9 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
             // order, so peers start on different chunks.
             candidates.clear();
             for_each_common_bit(&state.have, &wanted, |index| {
-                if !cross_site || self.may_fetch_cross_site(index, &active) {
+                let wan_allowed =
+                    !bitmap::get(&held_on_site, index) && self.may_fetch_cross_site(index, &active);
+                if !cross_site || wan_allowed {
                     let rotated = (index + count - self.offset) % count;
                     candidates.push((availability[index], rotated, index));
                 }
@@ -856,6 +869,38 @@ mod tests {
 
     pub(super) fn all(n: usize) -> Vec<u8> {
         bitmap::from_fn(n, |_| true)
+    }
+
+    #[test]
+    fn chunk_held_on_site_is_not_fetched_over_wan() {
+        let mut scheduler = Scheduler::new(
+            0u32,
+            vec![0],
+            chunks(4),
+            &[],
+            SchedulerConfig::default(),
+            0.0,
+        );
+        scheduler.add_peer(1, false, None);
+        scheduler.add_peer(2, true, None);
+        scheduler.set_have(&1, all(4));
+        scheduler.set_have(&2, bitmap::from_fn(4, |i| i < 3));
+        let requests = scheduler.next_requests(0.0);
+        let same_site: Vec<usize> = requests
+            .iter()
+            .filter(|r| !r.cross_site)
+            .map(|r| r.index)
+            .collect();
+        let cross_site: Vec<usize> = requests
+            .iter()
+            .filter(|r| r.cross_site)
+            .map(|r| r.index)
+            .collect();
+        // Peer 2 is on probation, so it gets one of its three chunks now;
+        // the other two wait for it instead of crossing the WAN.
+        assert_eq!(same_site.len(), 1);
+        assert!(same_site[0] < 3);
+        assert_eq!(cross_site, vec![3]);
     }
 
     #[test]
@@ -1119,7 +1164,8 @@ mod tests {
         }
         scheduler.add_peer(4, true, None);
         scheduler.prove(&4);
-        scheduler.set_have(&4, all(32));
+        // The same-site peer holds half, so the other half may cross sites.
+        scheduler.set_have(&4, bitmap::from_fn(32, |i| i < 16));
         let requests = scheduler.next_requests(0.0);
         let cross = requests.iter().filter(|r| r.cross_site).count();
         assert_eq!(cross, 3, "{requests:?}");
