@@ -2,11 +2,13 @@
 //! are graylisted; first deliveries of valid objects earn it.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use libp2p::gossipsub::{IdentTopic, PeerScoreParams, PeerScoreThresholds, TopicScoreParams};
 use patchmesh_protocol::wire;
+
+/// Peers one address may have before the IP colocation penalty applies.
+const IP_COLOCATION_THRESHOLD: f64 = 1024.0;
 
 /// Score parameters and thresholds for the objects topic.
 pub fn params() -> (PeerScoreParams, PeerScoreThresholds) {
@@ -27,18 +29,18 @@ pub fn params() -> (PeerScoreParams, PeerScoreThresholds) {
     };
     let mut topics = HashMap::new();
     topics.insert(topic.hash(), topic_params);
-    // The default IP colocation penalty (P6) graylists every peer of an
-    // address shared by more than 10 peers, which stops Sybils from one
-    // host. Loopback is exempt: peers on one machine all share it, so 40
-    // Sybils on loopback would graylist an honest peer there too.
-    let loopback = [
-        IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(Ipv6Addr::LOCALHOST),
-    ];
+    // The IP colocation penalty (P6) hits every peer of an address shared
+    // by more peers than the threshold. libp2p's default of 10 would
+    // graylist a whole branch office behind one NAT address, as seen from
+    // other sites, and every peer on one test machine. A threshold of 1024
+    // still penalises a host that opens more connections than a large
+    // office has nodes. Sybils below it are handled by the rules that do
+    // not depend on addresses: every connection exchanges summaries, and
+    // peers that claim chunks they never send are dropped.
     let params = PeerScoreParams {
         topics,
         decay_interval: Duration::from_secs(1),
-        ip_colocation_factor_whitelist: loopback.into_iter().collect(),
+        ip_colocation_factor_threshold: IP_COLOCATION_THRESHOLD,
         ..PeerScoreParams::default()
     };
     let thresholds = PeerScoreThresholds {
