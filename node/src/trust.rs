@@ -144,9 +144,15 @@ pub enum AdmitError {
 
 impl AdmitError {
     /// Whether the sender deserves a penalty: true for forged, malformed,
-    /// expired or replayed objects, false for local failures.
+    /// expired or replayed objects, false for local failures and local
+    /// limits. A root past this node's hop limit is validly signed, and an
+    /// honest peer that trusts a longer chain offers it at every
+    /// anti-entropy round, so blaming it would block that peer.
     pub fn blames_sender(&self) -> bool {
-        !matches!(self, AdmitError::Store(_) | AdmitError::Unsupported(_))
+        !matches!(
+            self,
+            AdmitError::Store(_) | AdmitError::Unsupported(_) | AdmitError::RootHopLimit { .. }
+        )
     }
 }
 
