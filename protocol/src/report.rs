@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use libp2p_identity::{Keypair, PeerId, PublicKey as NodePublicKey};
 use serde::{Deserialize, Serialize};
 
+use crate::envelope::Kind;
 use crate::hash::Hash;
 use crate::limits;
 use crate::manifest::PatchRef;
@@ -112,6 +113,26 @@ pub struct NodeReport {
     pub agent_version: String,
     /// Status of every patch the node tracks.
     pub patches: Vec<PatchStatus>,
+    /// The node's stale alarm, if raised, so observers see it too.
+    pub stale: Option<StaleAlarm>,
+}
+
+/// The newest admin-signed object a node stores, when it was signed longer
+/// ago than the node's staleness limit (`trust.stale_after_secs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaleAlarm {
+    /// Kind of the object, such as `policy`.
+    pub kind: Kind,
+    /// Its slot: the policy id for a policy, `name@version` for a manifest.
+    pub slot: String,
+    /// Its revision.
+    pub revision: u64,
+    /// When it was signed.
+    pub signed_at: Timestamp,
+    /// Seconds from its signing time to the node's clock.
+    pub age_secs: u64,
+    /// Configured staleness limit in seconds.
+    pub limit_secs: u64,
 }
 
 /// A report signed by the node that wrote it.
@@ -264,6 +285,7 @@ mod tests {
             time: Timestamp::UNIX_EPOCH,
             agent_version: "0".into(),
             patches: vec![],
+            stale: None,
         }
     }
 

@@ -113,8 +113,12 @@ pub fn run(context: &Context, args: StatusArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    if let Some(warning) = stale_warning(&status) {
-        println!("{warning}\n");
+    let warnings = stale_warnings(&status);
+    for warning in &warnings {
+        println!("{warning}");
+    }
+    if !warnings.is_empty() {
+        println!();
     }
     if args.hosts.is_empty() {
         print!("{}", render(&rows));
@@ -130,15 +134,39 @@ pub fn run(context: &Context, args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Returns a warning line when the queried node raises its stale alarm: its
-/// newest admin-signed object is older than its `trust.stale_after_secs`.
-fn stale_warning(status: &Value) -> Option<String> {
-    let stale = status.get("node")?.get("stale")?.as_object()?;
+/// Returns a warning line per node with a raised stale alarm: the queried
+/// node, then each node whose report carries one. A node raises it when
+/// its newest admin-signed object is older than its
+/// `trust.stale_after_secs`.
+fn stale_warnings(status: &Value) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let node = &status["node"];
+    if let Some(warning) = describe_stale(node["host"].as_str(), &node["stale"]) {
+        warnings.push(warning);
+    }
+    let reports = status["reports"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    for report in reports {
+        if report["host"] == node["host"] {
+            continue;
+        }
+        if let Some(warning) = describe_stale(report["host"].as_str(), &report["stale"]) {
+            warnings.push(warning);
+        }
+    }
+    warnings
+}
+
+/// Formats one node's stale alarm; `None` when `stale` is not an alarm.
+fn describe_stale(host: Option<&str>, stale: &Value) -> Option<String> {
+    let stale = stale.as_object()?;
     let field = |name: &str| stale.get(name).cloned().unwrap_or(Value::Null);
     let days = |name: &str| field(name).as_u64().unwrap_or(0) / 86_400;
     Some(format!(
         "warning: stale: the newest admin-signed object on node {} is {} {} revision {}, signed {} ({} days ago, limit {} days); peers may be withholding newer objects",
-        status["node"]["host"].as_str().unwrap_or("?"),
+        host.unwrap_or("?"),
         field("kind").as_str().unwrap_or("?"),
         field("slot").as_str().unwrap_or("?"),
         field("revision"),
@@ -426,7 +454,7 @@ mod tests {
     }
 
     #[test]
-    fn stale_alarm_is_shown_as_warning() {
+    fn stale_alarms_are_shown_as_warnings() {
         let status = serde_json::json!({
             "node": {
                 "host": "pc-1",
@@ -439,17 +467,33 @@ mod tests {
                     "limit_secs": 31 * 86_400,
                 },
             },
-            "reports": [],
+            "reports": [
+                {"host": "pc-1", "stale": null},
+                {"host": "pc-2", "stale": null},
+                {"host": "pc-3", "stale": {
+                    "kind": "policy",
+                    "slot": "openssl-now",
+                    "revision": 2,
+                    "signed_at": "2026-09-01T00:00:00Z",
+                    "age_secs": 95 * 86_400,
+                    "limit_secs": 31 * 86_400,
+                }},
+            ],
         });
-        let warning = stale_warning(&status).expect("a warning");
+        let warnings = stale_warnings(&status);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        let warning = &warnings[0];
         assert!(warning.contains("node pc-1"), "{warning}");
         assert!(
             warning.contains("policy openssl-now revision 3"),
             "{warning}"
         );
         assert!(warning.contains("40 days ago, limit 31 days"), "{warning}");
+        let reported = &warnings[1];
+        assert!(reported.contains("node pc-3"), "{reported}");
+        assert!(reported.contains("95 days ago"), "{reported}");
 
         let fresh = serde_json::json!({"node": {"host": "pc-1", "stale": null}});
-        assert_eq!(stale_warning(&fresh), None);
+        assert!(stale_warnings(&fresh).is_empty());
     }
 }

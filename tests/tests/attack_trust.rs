@@ -569,7 +569,7 @@ fn stale_policy_served_by_peers_raises_alarm() {
     })
     .expect("sign old policy");
 
-    let honest = Node::start(&admin, NodeOptions::new("honest", "site-a"));
+    let honest = Node::start(&admin, NodeOptions::new("honest", "site-a").observer());
     let (code, stderr) = publish_bytes(&admin, &honest, "old.policy", &old);
     assert_eq!(code, Some(0), "{stderr}");
     let target = Node::start(
@@ -606,6 +606,27 @@ fn stale_policy_served_by_peers_raises_alarm() {
             "signed_at=",
             "age_secs=",
         ],
+    );
+
+    // The alarm travels in the signed report, so the observer shows it.
+    let reported = wait_until(
+        "observer to receive the target's alarm",
+        Duration::from_secs(30),
+        || {
+            let status = honest.status()?;
+            let reports = status["reports"].as_array()?.clone();
+            reports
+                .into_iter()
+                .find(|report| report["host"] == "target" && !report["stale"].is_null())
+        },
+    );
+    assert_eq!(reported["stale"]["slot"], "aging", "{reported}");
+    let output = admin.signer(&["status", "--node", &honest.url]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "signer status failed: {stdout}");
+    assert!(
+        stdout.contains("object on node target is policy aging"),
+        "{stdout}"
     );
 
     // A policy signed now clears it.

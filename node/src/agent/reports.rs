@@ -61,6 +61,13 @@ impl Agent {
                     }
                 })
                 .collect(),
+            stale: self
+                .shared
+                .info
+                .read()
+                .expect("node info lock is never poisoned")
+                .stale
+                .clone(),
         }
     }
 

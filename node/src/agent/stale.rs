@@ -52,9 +52,16 @@ impl Agent {
         if let Some(new) = raised {
             tracing::warn!(kind = %new.kind, slot = %new.slot, revision = new.revision, signed_at = %new.signed_at, age_secs = new.age_secs, limit_secs = new.limit_secs, peers = self.peers.len(), "stale: the newest admin-signed object held is older than trust.stale_after_secs; peers may be withholding newer ones");
         }
-        if let (Some(old), None) = (&info.stale, &alarm) {
+        let cleared = matches!((&info.stale, &alarm), (Some(_), None));
+        if let (true, Some(old)) = (cleared, &info.stale) {
             tracing::info!(kind = %old.kind, slot = %old.slot, "stale alarm cleared: a newer admin-signed object arrived");
         }
+        let changed = raised.is_some() || cleared;
         info.stale = alarm;
+        drop(info);
+        // Observers learn of the alarm from the next report.
+        if changed {
+            self.report_dirty = true;
+        }
     }
 }

@@ -139,6 +139,7 @@ mod tests {
                     bytes_cross_site: 0,
                 })
                 .collect(),
+            stale: None,
         }
     }
 

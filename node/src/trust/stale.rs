@@ -11,27 +11,11 @@ use jiff::{SignedDuration, Timestamp};
 use patchmesh_protocol::actions::{Approval, Halt, Resume, RollbackOrder};
 use patchmesh_protocol::enrollment::{Enrollment, Revocation};
 use patchmesh_protocol::{Body, Kind, Manifest, Policy, Signed};
-use serde::Serialize;
 
 use super::Trust;
 use crate::store::MetaError;
 
-/// The newest admin-signed object a node stores, when it is too old.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct StaleAlarm {
-    /// Kind of the object, such as `policy`.
-    pub kind: Kind,
-    /// Its slot: the policy id for a policy, `name@version` for a manifest.
-    pub slot: String,
-    /// Its revision.
-    pub revision: u64,
-    /// When it was signed.
-    pub signed_at: Timestamp,
-    /// Seconds from its signing time to the node's clock.
-    pub age_secs: u64,
-    /// Configured staleness limit in seconds.
-    pub limit_secs: u64,
-}
+pub use patchmesh_protocol::report::StaleAlarm;
 
 /// Signing time of a held object of a kind nodes act on; `None` for other
 /// kinds and bodies that do not decode.

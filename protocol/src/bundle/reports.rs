@@ -212,6 +212,7 @@ mod tests {
             time: Timestamp::UNIX_EPOCH,
             agent_version: "0".into(),
             patches: vec![],
+            stale: None,
         };
         SignedReport::sign(&report, &keypair).to_bytes()
     }
