@@ -197,6 +197,9 @@ pub struct Agent {
     last_plan: Instant,
     /// When the stale alarm was last evaluated; `None` makes it due.
     last_stale_check: Option<Instant>,
+    /// Inbound connections denied since the last warning, and when that
+    /// warning was logged.
+    denied_inbound: (u64, Option<Instant>),
     wan_budget: chunks::WanBudget,
     /// When configured bootstrap peers are dialed again.
     bootstrap_redial: redial::BootstrapRedial,
@@ -291,6 +294,7 @@ impl Agent {
                     config.bootstrap.iter().chain(&config.relay.addrs),
                 ),
                 relay: config.relay.clone(),
+                max_inbound_connections: config.max_inbound_connections,
             },
         )?;
         let clock = Clock::from_config(&config.clock);
@@ -355,6 +359,7 @@ impl Agent {
             last_anti_entropy: Instant::now(),
             last_plan: Instant::now(),
             last_stale_check: None,
+            denied_inbound: (0, None),
             wan_budget: chunks::WanBudget::default(),
             bootstrap_redial: redial::BootstrapRedial::default(),
             reach: reach::Reach::new(),
@@ -506,6 +511,11 @@ impl Agent {
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
             }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => self.on_inbound_denied(&send_back_addr, &error),
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
         }

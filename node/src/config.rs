@@ -52,6 +52,12 @@ pub struct Config {
     /// bundle's signing time before a warning is logged.
     #[serde(default = "default_skew")]
     pub max_clock_skew_secs: u64,
+    /// Most connections other peers may have open to this node at once.
+    /// Connections this node dials (bootstrap peers, relays, peers it
+    /// picked) do not count, so peers that fill every inbound slot cannot
+    /// cut it off from the peers it chose.
+    #[serde(default = "default_max_inbound")]
+    pub max_inbound_connections: u32,
     /// Transfer settings.
     #[serde(default)]
     pub transfer: TransferConfig,
@@ -85,6 +91,14 @@ fn yes() -> bool {
 
 fn default_skew() -> u64 {
     3_600
+}
+
+/// Default for [`Config::max_inbound_connections`]: room for a large
+/// office's nodes and the peers of other sites.
+pub const DEFAULT_MAX_INBOUND: u32 = 512;
+
+fn default_max_inbound() -> u32 {
+    DEFAULT_MAX_INBOUND
 }
 
 /// Chunk transfer settings.
@@ -313,6 +327,7 @@ mod tests {
             dial_ranges: vec![],
             import_dir: None,
             max_clock_skew_secs: 3_600,
+            max_inbound_connections: 64,
             transfer: TransferConfig::default(),
             relay: RelayConfig {
                 server: true,

@@ -221,6 +221,7 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
         dial_ranges: args.dial_ranges,
         import_dir: args.import_dir,
         max_clock_skew_secs: 3_600,
+        max_inbound_connections: patchmesh_node::config::DEFAULT_MAX_INBOUND,
         transfer: Default::default(),
         relay: patchmesh_node::config::RelayConfig {
             server: args.relay_server,

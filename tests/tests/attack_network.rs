@@ -437,3 +437,72 @@ fn chunk_claiming_sybils_only_delay_download() {
         "install took {took:?} among chunk-claiming sybils"
     );
 }
+
+/// Inbound connections the target accepts in the connection-cap test.
+const TEST_MAX_INBOUND: u32 = 6;
+
+/// Sybils dialing the target in that test, twice its inbound cap.
+const FLOODING_SYBILS: usize = 12;
+
+#[test]
+fn inbound_cap_keeps_chosen_peers() {
+    let admin = Admin::new();
+    let honest = Node::start(&admin, NodeOptions::new("honest", "site-a"));
+    let mut node = Node::start(
+        &admin,
+        NodeOptions::new("capped", "site-a").bootstrap(&honest),
+    );
+    node.kill();
+    let mut config = patchmesh_node::config::Config::load(node.data_dir()).expect("node config");
+    config.max_inbound_connections = TEST_MAX_INBOUND;
+    std::fs::write(node.data_dir().join("config.toml"), config.to_toml()).expect("write config");
+    node.restart();
+    node.wait_for_peers(1);
+
+    // Twice as many Sybils as inbound slots dial the node. The node dialed
+    // the honest peer itself, so that connection does not take a slot.
+    let sybils: Vec<HostilePeer> = (0..FLOODING_SYBILS)
+        .map(|i| {
+            let mut config = HostileConfig::default();
+            config.hello.site = node.options.site.clone();
+            config.hello.host = format!("flooder-{i}");
+            config.chunk_mode = ChunkMode::Silent;
+            let sybil = HostilePeer::start(config).expect("sybil starts");
+            sybil.dial(tcp_addr(&node)).expect("dial");
+            sybil
+        })
+        .collect();
+    wait_until(
+        "the node to deny the inbound connections over its cap",
+        Duration::from_secs(30),
+        || {
+            node.log()
+                .contains("inbound connections denied")
+                .then_some(())
+        },
+    );
+    let connected = sybils
+        .iter()
+        .filter(|sybil| {
+            sybil
+                .wait_connected(node_id(&node), Duration::from_millis(200))
+                .is_ok()
+        })
+        .count();
+    println!("{connected} of {FLOODING_SYBILS} sybils connected");
+    assert!(
+        connected <= TEST_MAX_INBOUND as usize,
+        "{connected} sybils connected past the cap of {TEST_MAX_INBOUND}"
+    );
+    assert!(
+        node.peer_count() <= TEST_MAX_INBOUND as usize + 1,
+        "the node lists {} peers",
+        node.peer_count()
+    );
+
+    // The honest peer the node chose still delivers the admin's patch.
+    let patch = admin.add_patch("capped", &random_bytes(MIB as usize), 256 * 1024);
+    let took = publish_and_install(&admin, &honest, &node, &patch);
+    println!("installed behind a full inbound cap {took:?} after publishing");
+    drop(sybils);
+}

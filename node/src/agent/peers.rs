@@ -2,8 +2,9 @@
 //! addresses it may dial.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-use libp2p::swarm::ConnectionId;
+use libp2p::swarm::{ConnectionId, ListenError};
 use libp2p::{Multiaddr, PeerId};
 use patchmesh_protocol::limits;
 use patchmesh_protocol::wire::{Hello, PeerRecord, SyncRequest};
@@ -14,6 +15,9 @@ use crate::net::dial::dial_allowed;
 
 /// Most peers a node keeps connections to; peer exchange stops dialing there.
 const MAX_PEERS: usize = 64;
+
+/// Least time between two warnings about denied inbound connections.
+const DENIED_WARNING_GAP: Duration = Duration::from_secs(10);
 
 /// A connected peer.
 #[derive(Clone, Debug, Default)]
@@ -66,6 +70,30 @@ pub struct PeerView {
 }
 
 impl Agent {
+    /// Counts an inbound connection that failed or was denied (over
+    /// `max_inbound_connections`), and logs at most one warning per
+    /// [`DENIED_WARNING_GAP`] with the number denied since the last one.
+    pub(super) fn on_inbound_denied(&mut self, from: &Multiaddr, error: &ListenError) {
+        if !matches!(error, ListenError::Denied { .. }) {
+            tracing::debug!(address = %from, %error, "inbound connection failed");
+            return;
+        }
+        let (count, last) = &mut self.denied_inbound;
+        *count += 1;
+        if last.is_some_and(|at| at.elapsed() < DENIED_WARNING_GAP) {
+            return;
+        }
+        tracing::warn!(
+            address = %from,
+            %error,
+            denied = *count,
+            limit = self.config.max_inbound_connections,
+            "inbound connections denied (max_inbound_connections reached)"
+        );
+        *count = 0;
+        *last = Some(Instant::now());
+    }
+
     pub(super) fn on_peer_connected(&mut self, peer: PeerId) {
         self.peers.entry(peer).or_default();
         let hello = self.hello();

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use libp2p::connection_limits::{self, ConnectionLimits};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
@@ -22,6 +23,8 @@ use crate::config::RelayConfig;
 /// Every protocol a node speaks.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// Caps on inbound connections.
+    pub limits: connection_limits::Behaviour,
     /// Signed admin objects.
     pub gossipsub: gossipsub::Behaviour,
     /// Addresses and protocols of peers.
@@ -54,6 +57,8 @@ pub struct SwarmOptions {
     pub dial_policy: DialPolicy,
     /// Relay settings; `server` turns the relay service on.
     pub relay: RelayConfig,
+    /// Most established inbound connections.
+    pub max_inbound_connections: u32,
 }
 
 impl Default for SwarmOptions {
@@ -63,6 +68,7 @@ impl Default for SwarmOptions {
             requests_per_peer: 8,
             dial_policy: DialPolicy::default(),
             relay: RelayConfig::default(),
+            max_inbound_connections: crate::config::DEFAULT_MAX_INBOUND,
         }
     }
 }
@@ -94,6 +100,7 @@ pub fn build_swarm_with(
         requests_per_peer,
         dial_policy,
         relay: relay_config,
+        max_inbound_connections,
     } = options;
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -182,7 +189,13 @@ pub fn build_swarm_with(
                 server.set_status(Some(relay::Status::Enable));
                 server
             });
+            // Handshakes in progress are capped too, so a flood of half-open
+            // connections costs bounded memory.
+            let limits = ConnectionLimits::default()
+                .with_max_established_incoming(Some(max_inbound_connections))
+                .with_max_pending_incoming(Some(max_inbound_connections.min(128)));
             Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
                 gossipsub,
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/patchmesh/id/1".into(),
