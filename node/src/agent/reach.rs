@@ -215,10 +215,13 @@ impl Agent {
         for download in self.downloads.values_mut() {
             download.scheduler.set_local_wan(wan);
         }
+        // Peers whose hello has not arrived yet may be of this site too: a
+        // peer skipped here would keep the flag of the first hello and rank
+        // WAN fetches without this node, so both would fetch its chunks.
         let same_site: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|(_, entry)| entry.hello.as_ref().is_some_and(|h| &h.site == site))
+            .filter(|(_, entry)| entry.hello.as_ref().is_none_or(|h| &h.site == site))
             .map(|(peer, _)| *peer)
             .collect();
         for peer in same_site {
