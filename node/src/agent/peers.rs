@@ -131,6 +131,9 @@ impl Agent {
     pub(super) fn on_hello(&mut self, peer: PeerId, hello: Hello) {
         tracing::debug!(peer = %peer, host = %hello.host, site = %hello.site, observer = hello.observer, wan = hello.wan, "peer introduced itself");
         let entry = self.peers.entry(peer).or_default();
+        // NOTE: hellos carry no sequence number, so a reply made before the
+        // peer's WAN duty changed can arrive after its newer hello and
+        // overwrite the newer flag until the next change.
         let newly_observer = hello.observer && !entry.hello.as_ref().is_some_and(|h| h.observer);
         entry.hello = Some(hello);
         self.place_peer_in_downloads(peer);
