@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use patchmesh_protocol::Hash;
+use patchmesh_tests::attack::{connect_hostile, peer_view};
 use patchmesh_tests::hostile::{ChunkMode, HostileConfig, HostilePeer};
-use patchmesh_tests::{get_json, random_bytes, wait_until, Admin, Node, NodeOptions, Patch};
-use serde_json::Value;
+use patchmesh_tests::{random_bytes, wait_until, Admin, Node, NodeOptions, Patch};
 
 /// Reads every chunk file of `patch`, by hash.
 fn chunk_files(patch: &Patch) -> HashMap<Hash, Vec<u8>> {
@@ -37,27 +37,7 @@ fn hostile_beside(node: &Node, site: &str, patch: &Patch, mode: ChunkMode) -> Ho
     config.hello.wan = false;
     config.chunks = chunk_files(patch);
     config.chunk_mode = mode;
-    let hostile = HostilePeer::start(config).expect("hostile peer starts");
-    let addr = node
-        .addrs
-        .iter()
-        .find(|addr| addr.contains("/tcp/"))
-        .expect("node listens on TCP");
-    hostile.dial(addr).expect("dial the node");
-    hostile
-        .wait_connected(node.peer.parse().expect("peer id"), Duration::from_secs(20))
-        .expect("hostile peer connects");
-    hostile
-}
-
-/// Returns `node`'s view of `peer` from `GET /v1/peers`.
-fn peer_view(node: &Node, peer: &str) -> Option<Value> {
-    let peers = get_json(&format!("{}/v1/peers", node.url))?;
-    peers
-        .as_array()?
-        .iter()
-        .find(|p| p["peer"] == peer)
-        .cloned()
+    connect_hostile(node, config)
 }
 
 fn penalty(node: &Node, peer: &str) -> i64 {
