@@ -48,7 +48,7 @@ start_node pmrl-relay "$work/relay" gateway branch --observer \
     --bootstrap "/ip4/10.81.1.1/udp/4001/quic-v1/p2p/$hq_peer"
 relay_peer=$(head -1 "$work/relay/listen.addrs" | sed 's#.*/p2p/##')
 # Site nodes cannot reach other sites, so they see no direct link outside
-# and leave WAN fetches to the relay without being told.
+# and leave WAN fetches to the relay without a --no-wan flag.
 for i in 1 2 3; do
     start_node "pmrl-n$i" "$work/n$i" "branch-$i" branch --dial-range 10.82.0.0/16 \
         --bootstrap "/ip4/10.82.0.1/udp/4001/quic-v1/p2p/$relay_peer"

@@ -77,8 +77,8 @@ fn airgapped_site_installs_from_bundle_and_reports_back() {
 #[test]
 fn site_behind_relay_pulls_patch_across_once() {
     // The script checks that the site took exactly one copy of the chunk
-    // bytes; the wire limit leaves room for QUIC retransmissions on the
-    // shaped link (1.053 to 1.12 measured).
+    // bytes. The wire limit leaves room for QUIC retransmissions on the
+    // shaped link, where runs measured 1.053 to 1.12.
     run_scenario("tests/netns/relay.sh", &["16", "1.20"]);
 }
 

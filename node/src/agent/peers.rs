@@ -16,7 +16,7 @@ use crate::net::dial::dial_allowed;
 /// Most peers a node keeps connections to; peer exchange stops dialing there.
 const MAX_PEERS: usize = 64;
 
-/// Least time between two warnings about denied inbound connections.
+/// Minimum time between two warnings about denied inbound connections.
 const DENIED_WARNING_GAP: Duration = Duration::from_secs(10);
 
 /// A connected peer.

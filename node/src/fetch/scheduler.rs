@@ -624,9 +624,9 @@ impl<P: Ord + Clone + Debug> Scheduler<P> {
             wanted[index / 8] &= !(1 << (index % 8));
         }
         let mut availability = vec![0u32; count];
-        // Chunks a same-site peer holds are never fetched over the WAN, even
+        // Chunks a same-site peer has are never fetched over the WAN, even
         // while that peer has no free request slot (a peer on probation has
-        // one): the site waits for its LAN copy rather than paying for a
+        // one). The site waits for its LAN copy rather than paying for a
         // second WAN transfer. A peer that only claims chunks stops counting
         // once the slow-peer rule excludes it.
         let mut held_on_site = vec![0u8; wanted.len()];
@@ -1164,7 +1164,7 @@ mod tests {
         }
         scheduler.add_peer(4, true, None);
         scheduler.prove(&4);
-        // The same-site peer holds half, so the other half may cross sites.
+        // The same-site peer has half, so the other half may cross sites.
         scheduler.set_have(&4, bitmap::from_fn(32, |i| i < 16));
         let requests = scheduler.next_requests(0.0);
         let cross = requests.iter().filter(|r| r.cross_site).count();
