@@ -19,7 +19,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use patchmesh_node::config::{ClockConfig, Commands, Config};
+use patchmesh_node::config::{ClockConfig, Commands, Config, RelayConfig};
 use patchmesh_node::deb::DebConfig;
 use patchmesh_node::inventory::InventoryConfig;
 use serde_json::Value;
@@ -333,6 +333,10 @@ pub struct NodeOptions {
     /// The config's `[deb]`; the table `patchmesh-node init` writes when
     /// `None`, which installs `.deb` patches into the machine's own root.
     pub deb: Option<DebConfig>,
+    /// The config's `[relay]`, passed to `patchmesh-node init` as
+    /// `--relay-server` and `--relay ADDR` and then written whole, limits
+    /// included; no relay when `None`.
+    pub relay: Option<RelayConfig>,
 }
 
 impl NodeOptions {
@@ -382,6 +386,12 @@ impl NodeOptions {
         self
     }
 
+    /// Sets the relay server switch, relay addresses and relay limits.
+    pub fn relay(mut self, relay: RelayConfig) -> Self {
+        self.relay = Some(relay);
+        self
+    }
+
     /// Adds the addresses of `node` to dial at start.
     pub fn bootstrap(mut self, node: &Node) -> Self {
         self.bootstrap.extend(node.addrs.iter().cloned());
@@ -422,6 +432,14 @@ impl Node {
         for addr in &options.bootstrap {
             init.args(["--bootstrap", addr]);
         }
+        if let Some(relay) = &options.relay {
+            if relay.server {
+                init.arg("--relay-server");
+            }
+            for addr in &relay.addrs {
+                init.args(["--relay", addr]);
+            }
+        }
         let output = init.output().expect("patchmesh-node init runs");
         assert!(
             output.status.success(),
@@ -439,6 +457,9 @@ impl Node {
         }
         if let Some(deb) = &options.deb {
             config.deb = deb.clone();
+        }
+        if let Some(relay) = &options.relay {
+            config.relay = relay.clone();
         }
         std::fs::write(dir.path().join("config.toml"), config.to_toml()).expect("write config");
 
