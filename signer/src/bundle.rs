@@ -241,12 +241,7 @@ fn collect_patch_dir(
     objects: &mut Vec<Signed>,
     chunks: &mut Vec<ChunkSource>,
 ) -> anyhow::Result<()> {
-    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
-        .with_context(|| format!("cannot read patch folder \"{}\"", dir.display()))?
-        .map(|entry| entry.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("cannot read patch folder \"{}\"", dir.display()))?;
-    entries.sort();
+    let entries = files::list_patch_folder(dir)?;
     let mut found = 0;
     for path in entries {
         if path.extension().is_none_or(|e| e != "manifest") {

@@ -16,6 +16,18 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("cannot read \"{}\"", path.display()))
 }
 
+/// Lists the entries of the patch folder `dir`, sorted so the result does
+/// not depend on the file system's order.
+pub fn list_patch_folder(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .with_context(|| format!("cannot read patch folder \"{}\"", dir.display()))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("cannot read patch folder \"{}\"", dir.display()))?;
+    entries.sort();
+    Ok(entries)
+}
+
 /// Reads and decodes a signed object without verifying it.
 pub fn read_signed(path: &Path) -> anyhow::Result<Signed> {
     let bytes = read(path)?;

@@ -23,6 +23,7 @@ mod keys;
 mod osv;
 mod output;
 mod patch;
+mod pins;
 mod policy;
 mod preview;
 mod publish;

@@ -1,6 +1,9 @@
 //! `policy sign`: reads an admin's TOML policy, validates every field,
-//! stamps the signing time and signs it with policy role keys.
+//! pins the manifest revisions it finds in the patch folders (see
+//! [`crate::pins`]), stamps the signing time and signs it with policy role
+//! keys.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
@@ -9,7 +12,7 @@ use jiff::Timestamp;
 use patchmesh_protocol::{Policy, SecretKey, Signed};
 use serde_json::json;
 
-use crate::{files, keys, Context};
+use crate::{files, keys, pins, Context};
 
 /// `policy` subcommands.
 #[derive(Subcommand)]
@@ -27,6 +30,11 @@ pub enum PolicyCommand {
         /// Replace an existing output file.
         #[arg(long)]
         force: bool,
+        /// Patch folder to search for manifests to pin (repeatable). The
+        /// policy file's folder when left out. Each folder and the folders
+        /// directly in it are searched.
+        #[arg(long = "patches", value_name = "DIR")]
+        patch_dirs: Vec<PathBuf>,
     },
     /// List the next maintenance windows of a TOML policy.
     Preview(crate::preview::PreviewArgs),
@@ -34,14 +42,15 @@ pub enum PolicyCommand {
 
 /// Runs a `policy` subcommand.
 pub fn run(context: &Context, command: PolicyCommand) -> anyhow::Result<()> {
-    let (file, key_paths, out, force) = match command {
+    let (file, key_paths, out, force, patch_dirs) = match command {
         PolicyCommand::Preview(args) => return crate::preview::run(context, args),
         PolicyCommand::Sign {
             file,
             keys,
             out,
             force,
-        } => (file, keys, out, force),
+            patch_dirs,
+        } => (file, keys, out, force, patch_dirs),
     };
     files::check_overwrite(&out, force)?;
     let bytes = files::read(&file)?;
@@ -58,6 +67,15 @@ pub fn run(context: &Context, command: PolicyCommand) -> anyhow::Result<()> {
         );
     }
     policy.issued = now;
+    let patch_dirs = if patch_dirs.is_empty() {
+        pins::default_dirs(&file)
+    } else {
+        patch_dirs
+    };
+    let pins = pin_manifests(context, &mut policy, &patch_dirs)?;
+    policy
+        .validate()
+        .with_context(|| format!("\"{}\" is rejected after pinning", file.display()))?;
 
     let signers = keys::load_secrets(context, &key_paths)?;
     let signer_refs: Vec<&SecretKey> = signers.iter().collect();
@@ -77,10 +95,57 @@ pub fn run(context: &Context, command: PolicyCommand) -> anyhow::Result<()> {
         "version": policy.version,
         "issued": policy.issued.to_string(),
         "expires": policy.expires.to_string(),
+        "manifest_revisions": policy.content.manifest_revisions.iter().map(|(p, r)| (p.to_string(), *r)).collect::<BTreeMap<_, _>>(),
+        "pinned": pins.added.iter().map(|(p, _, _)| p.to_string()).collect::<Vec<_>>(),
+        "unpinned": pins.unpinned.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "signatures": signed.signatures.iter().map(|s| s.key_id.to_string()).collect::<Vec<_>>(),
         "path": out,
     }));
     Ok(())
+}
+
+/// Fills in the manifest revision pins of `policy` from the manifests in
+/// `dirs` and prints what it pinned and what it could not.
+fn pin_manifests(
+    context: &Context,
+    policy: &mut Policy,
+    dirs: &[PathBuf],
+) -> anyhow::Result<pins::Pins> {
+    let found = pins::find(dirs)?;
+    for (path, reason) in &found.skipped {
+        context.out.note(format!(
+            "skipped \"{}\": not a readable manifest ({reason})",
+            path.display()
+        ));
+    }
+    let pins = pins::fill(policy, &found);
+    for (patch, revision, path) in &pins.added {
+        context.out.say(format!(
+            "pinned {patch} to manifest revision {revision} (newest in \"{}\")",
+            path.display()
+        ));
+    }
+    for (patch, written, newest) in &pins.below_newest {
+        context.out.note(format!(
+            "warning: the policy pins {patch} to manifest revision {written}, but revision \
+             {newest} is in the patch folders; nodes still accept revision {written}"
+        ));
+    }
+    if !pins.unpinned.is_empty() {
+        let searched: Vec<String> = dirs
+            .iter()
+            .map(|d| format!("\"{}\"", d.display()))
+            .collect();
+        let patches: Vec<String> = pins.unpinned.iter().map(ToString::to_string).collect();
+        context.out.note(format!(
+            "warning: no manifest of {} found in {} or the folders directly in it, so nodes \
+             accept any revision of it (pass --patches DIR with the folder `patch add` wrote, \
+             or write the pin under content.manifest_revisions)",
+            patches.join(", "),
+            searched.join(", ")
+        ));
+    }
+    Ok(pins)
 }
 
 /// Parses and validates a TOML policy; errors name the field, the value and

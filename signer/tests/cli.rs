@@ -316,17 +316,25 @@ expires = "2099-01-01T00:00:00Z"
 patches = ["demo@1.0"]
 "#;
 
+/// `policy sign` of `policy.toml` with `admin.key` into `policy.bin`.
+const POLICY_SIGN: [&str; 7] = [
+    "policy",
+    "sign",
+    "policy.toml",
+    "--key",
+    "admin.key",
+    "--out",
+    "policy.bin",
+];
+
 fn sign_policy(work: &Work, text: &str) -> Output {
     fs::write(work.path("policy.toml"), text).expect("write");
-    work.run(&[
-        "policy",
-        "sign",
-        "policy.toml",
-        "--key",
-        "admin.key",
-        "--out",
-        "policy.bin",
-    ])
+    work.run(&POLICY_SIGN)
+}
+
+fn sign_policy_json(work: &Work, text: &str) -> Value {
+    fs::write(work.path("policy.toml"), text).expect("write");
+    work.json(&POLICY_SIGN)
 }
 
 #[test]
@@ -358,6 +366,43 @@ fn policy_sign_rejects_unknown_time_zone() {
     assert!(message.contains("Europe/Berln"), "{message}");
     assert!(message.contains("IANA"), "{message}");
     assert!(!work.path("policy.bin").exists());
+}
+
+#[test]
+fn policy_sign_pins_found_manifest() {
+    let work = Work::new();
+    work.keygen("admin.key");
+    fs::write(work.path("payload.bin"), b"payload").expect("write");
+    add_patch(&work, "payload.bin", "patches");
+
+    // Without the patch folder next to the policy, the signer warns.
+    fs::create_dir(work.path("elsewhere")).expect("mkdir");
+    fs::write(work.path("elsewhere/policy.toml"), POLICY).expect("write");
+    let output = work.ok(&[
+        "policy",
+        "sign",
+        "elsewhere/policy.toml",
+        "--key",
+        "admin.key",
+        "--out",
+        "unpinned.bin",
+        "--json",
+    ]);
+    let message = stderr(&output);
+    assert!(message.contains("no manifest of demo@1.0"), "{message}");
+    assert!(message.contains("--patches DIR"), "{message}");
+    let unpinned: patchmesh_protocol::Policy =
+        work.signed("unpinned.bin").decode_body().expect("policy");
+    assert!(unpinned.content.manifest_revisions.is_empty());
+
+    // Next to the patch folder, the policy pins the manifest's revision.
+    let summary = sign_policy_json(&work, POLICY);
+    assert_eq!(summary["manifest_revisions"]["demo@1.0"], 1, "{summary}");
+    assert_eq!(summary["unpinned"], serde_json::json!([]), "{summary}");
+    let pinned: patchmesh_protocol::Policy =
+        work.signed("policy.bin").decode_body().expect("policy");
+    let patch = "demo@1.0".parse().expect("patch reference");
+    assert_eq!(pinned.content.manifest_revisions.get(&patch), Some(&1));
 }
 
 #[test]

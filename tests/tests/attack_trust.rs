@@ -130,18 +130,48 @@ fn assert_still_installs_genuine_policy(scene: &Scene) {
 #[test]
 fn superseded_manifest_with_newer_policy_is_not_installed() {
     let admin = Admin::new();
-    let admin_key = key(&admin, "admin.key");
-    let patch = admin.add_patch("mixed", &random_bytes(100_000), 64 * 1024);
+    let payload = random_bytes(100_000);
+    let patch = admin.add_patch("mixed", &payload, 64 * 1024);
     let first = manifest_bytes(&patch);
-    let second = forge::resign::<Manifest>(&first, &[&admin_key], |m| m.revision = 2)
-        .expect("sign manifest revision 2");
-    // The policy was signed after manifest revision 2 and pins it.
-    let text = format!(
-        "{}[content]\npatches = [\"{r}\"]\nmanifest_revisions = {{ \"{r}\" = 2 }}\n",
-        policy_header("mixed"),
-        r = patch.reference
+    // The admin re-signs the manifest as revision 2 into the same folder,
+    // then signs a policy with the signer's defaults: no pin in the file.
+    admin.add_patch_with(
+        "mixed",
+        "1",
+        &payload,
+        &[
+            "--severity",
+            "important",
+            "--install",
+            patchmesh_tests::INSTALL_COMMAND,
+            "--chunk-size",
+            "65536",
+            "--revision",
+            "2",
+            "--force",
+        ],
     );
+    let second: Manifest = Signed::from_bytes(&manifest_bytes(&patch))
+        .expect("manifest decodes")
+        .decode_body()
+        .expect("manifest body");
+    assert_eq!(second.revision, 2, "patch add wrote revision 2");
+    let text = format!(
+        "{}[content]\npatches = [\"{}\"]\n",
+        policy_header("mixed"),
+        patch.reference
+    );
+    assert!(!text.contains("manifest_revisions"));
     let policy = std::fs::read(admin.sign_policy_text("mixed", &text)).expect("read policy");
+    let signed_policy: Policy = Signed::from_bytes(&policy)
+        .expect("policy decodes")
+        .decode_body()
+        .expect("policy body");
+    let pinned = signed_policy
+        .content
+        .manifest_revisions
+        .get(&patch.reference.parse().expect("patch reference"));
+    assert_eq!(pinned, Some(&2), "the signer pins the newest revision");
 
     let (target, honest) = start_target_and_honest(&admin);
 
@@ -186,8 +216,8 @@ fn superseded_manifest_with_newer_policy_is_not_installed() {
     // revision 2 serves the same pair, so nobody is blamed.
     assert_not_penalised(&target, &honest.peer);
 
-    let newer = patch_dir_with(&admin, &patch, &second, "mixed-revision-2");
-    admin.publish_ok(&honest.url, &[&newer]);
+    // The patch folder now contains revision 2, as the admin publishes it.
+    admin.publish_ok(&honest.url, &[&patch.dir]);
     assert_installs(&target, &patch);
 }
 
