@@ -18,6 +18,7 @@ mod reports;
 mod serve_slots;
 mod stale;
 mod sync;
+mod sync_queue;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -175,6 +176,8 @@ pub struct Agent {
     penalties: HashMap<PeerId, i64>,
     blocked: HashSet<PeerId>,
     pending_sync: HashMap<OutboundRequestId, (PeerId, SyncPurpose)>,
+    /// Sync requests in flight and waiting, per peer.
+    sync_queue: sync_queue::SyncQueue<(wire::SyncRequest, SyncPurpose)>,
     pending_chunks: HashMap<OutboundRequestId, (Hash, usize, PeerId, Instant)>,
     downloads: HashMap<Hash, chunks::Download>,
     /// Manifests by payload hash, for replies to chunk-map requests.
@@ -344,6 +347,9 @@ impl Agent {
             penalties: HashMap::new(),
             blocked: HashSet::new(),
             pending_sync: HashMap::new(),
+            sync_queue: sync_queue::SyncQueue::new(
+                patchmesh_protocol::limits::MAX_SYNC_REQUESTS_IN_FLIGHT,
+            ),
             pending_chunks: HashMap::new(),
             downloads: HashMap::new(),
             manifests: HashMap::new(),

@@ -26,6 +26,17 @@ pub const MAX_CHUNKS: usize = 32 * 1024;
 /// Largest frame of the request-response protocols other than chunk data.
 pub const MAX_CONTROL_FRAME_BYTES: usize = 2 * 1024 * 1024;
 
+/// Sync requests a node keeps in flight to one peer. Further requests wait
+/// in a queue until one of these ends.
+pub const MAX_SYNC_REQUESTS_IN_FLIGHT: usize = 4;
+
+/// Sync streams one connection may have open at once, inbound and outbound
+/// together: room for both peers' requests in flight plus 2 streams still
+/// closing. The node drops inbound streams past it unread, so it buffers at
+/// most this many sync frames of up to [`MAX_CONTROL_FRAME_BYTES`] each
+/// (20 MiB) per connection.
+pub const MAX_SYNC_STREAMS: usize = 2 * MAX_SYNC_REQUESTS_IN_FLIGHT + 2;
+
 /// Largest chunk response frame: one chunk plus framing.
 pub const MAX_CHUNK_FRAME_BYTES: usize = MAX_CHUNK_BYTES as usize + 1024;
 

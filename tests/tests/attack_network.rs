@@ -1,6 +1,7 @@
 //! Network-level attacks on a real node: peers that send frames over the
-//! size limit, cut short or without end, chunk replies at the size cap,
-//! floods of chunk requests, and crowds of silent Sybil peers.
+//! size limit, cut short, stalled one byte short or without end, chunk
+//! replies at the size cap, floods of chunk requests, and crowds of silent
+//! Sybil peers.
 //!
 //! Each test checks that the node rejects the attack, logs it, penalises
 //! only the attacker, keeps its memory bounded, and still completes an
@@ -141,6 +142,26 @@ fn wait_blocked(node: &Node, raw: &RawPeer, what: &str) {
     );
 }
 
+/// Waits until `node` has logged `count` malformed sync requests from
+/// `raw`, or has closed the connection to it. The node frees a frame's sync
+/// stream when it logs it, even while the raw peer keeps writing junk.
+fn wait_malformed_logged(node: &Node, raw: &RawPeer, count: usize) {
+    let id = raw.peer_id().to_base58();
+    wait_until(
+        &format!("{count} malformed sync requests logged"),
+        Duration::from_secs(30),
+        || {
+            let logged = node
+                .log()
+                .lines()
+                .filter(|l| l.contains("malformed sync request") && l.contains(&id))
+                .count();
+            let disconnected = !raw.connected().ok()?.contains(&node_id(node));
+            (logged >= count || disconnected).then_some(())
+        },
+    );
+}
+
 /// Publishes `patch` with a policy at `publisher` and waits until `node`
 /// installed it.
 fn publish_and_install(admin: &Admin, publisher: &Node, node: &Node, patch: &Patch) -> Duration {
@@ -172,8 +193,16 @@ fn publish_and_install_within(
 /// Junk sync frames at the size limit sent by the sync attacker.
 const JUNK_SYNC_FRAMES: u64 = 32;
 
-/// Sync streams the node accepts per connection (`node/src/net/behaviour.rs`).
-const SYNC_STREAMS_PER_CONNECTION: u64 = 64;
+/// Sync streams the node accepts per connection.
+const SYNC_STREAMS: u64 = limits::MAX_SYNC_STREAMS as u64;
+
+/// Stalled sync frames opened at once on one connection: twice the 64
+/// streams per connection that the node accepted before it capped them.
+const STALLED_FRAMES: u64 = 128;
+
+/// Memory beyond the stalled frames while the node holds them: Yamux
+/// buffers of the streams it refused, and allocator slack. An estimate.
+const STALL_SLACK: u64 = 16 * MIB;
 
 /// Chunk requests the node keeps in flight per peer (the default
 /// `requests_per_peer`).
@@ -203,10 +232,61 @@ fn endless_data_keeps_memory_bounded() {
     let baseline = proc_status_bytes(pid, "VmRSS:").expect("VmRSS readable");
     let sampler = RssSampler::start(pid);
 
-    // Sync frames over the limit, cut short, and junk at the limit followed
-    // by junk without end.
-    let syncer = raw_beside(&node, "raw-sync", RawChunkReply::Missing);
+    // Many sync frames at once on one connection, each one byte short of
+    // the limit and left open. This runs first, so the node's allocator has
+    // no freed memory from other attacks to hide the growth in.
     let victim = node_id(&node);
+    let staller = raw_beside(&node, "raw-stall", RawChunkReply::Missing);
+    let stall_sampler = RssSampler::start(pid);
+    for _ in 0..STALLED_FRAMES {
+        staller
+            .send_sync(victim, RawFrame::StallAtLimit)
+            .expect("send");
+    }
+    wait_until(
+        "every stalled frame held or refused by the node",
+        Duration::from_secs(20),
+        || {
+            let counters = staller.counters();
+            let frames_held = counters.stalled_frames.load(Ordering::Relaxed);
+            let ended = counters.sync_requests_ended.load(Ordering::Relaxed);
+            (frames_held + ended >= STALLED_FRAMES).then_some(())
+        },
+    );
+    // The node holds the stalled frames until its 30 s request timeout.
+    std::thread::sleep(Duration::from_secs(1));
+    let frames_held = staller.counters().stalled_frames.load(Ordering::Relaxed);
+    let stall_peak = stall_sampler.finish();
+    let stall_allowed = SYNC_STREAMS * limits::MAX_CONTROL_FRAME_BYTES as u64 + STALL_SLACK;
+    println!(
+        "{frames_held} of {STALLED_FRAMES} stalled frames held; VmRSS peak {} MiB, bound {} MiB",
+        stall_peak / MIB,
+        (baseline + stall_allowed) / MIB
+    );
+    assert!(
+        frames_held <= SYNC_STREAMS,
+        "the node read {frames_held} stalled frames on one connection, over its cap of {SYNC_STREAMS}"
+    );
+    // Only the node's own requests to the staller may take the other
+    // streams.
+    let min_held = SYNC_STREAMS - limits::MAX_SYNC_REQUESTS_IN_FLIGHT as u64;
+    assert!(
+        frames_held >= min_held,
+        "the node read only {frames_held} stalled frames, fewer than {min_held}, so the attack measured too little"
+    );
+    assert!(
+        stall_peak < baseline + stall_allowed,
+        "peak VmRSS {} MiB with stalled frames, over the bound of {} MiB",
+        stall_peak / MIB,
+        (baseline + stall_allowed) / MIB
+    );
+    drop(staller);
+
+    // Sync frames over the limit, cut short, and junk at the limit followed
+    // by junk without end. The junk goes out in waves that stay under the
+    // node's stream cap, because the node drops streams past the cap
+    // unread and so would not penalise the attacker for them.
+    let syncer = raw_beside(&node, "raw-sync", RawChunkReply::Missing);
     syncer.send_sync(victim, RawFrame::OverLimit).expect("send");
     syncer
         .send_sync(
@@ -217,10 +297,17 @@ fn endless_data_keeps_memory_bounded() {
             },
         )
         .expect("send");
-    for _ in 0..JUNK_SYNC_FRAMES {
-        syncer
-            .send_sync(victim, RawFrame::JunkAtLimit)
-            .expect("send");
+    wait_malformed_logged(&node, &syncer, 2);
+    let wave = SYNC_STREAMS / 2;
+    let mut sent = 2;
+    while sent < 2 + JUNK_SYNC_FRAMES {
+        for _ in 0..wave {
+            syncer
+                .send_sync(victim, RawFrame::JunkAtLimit)
+                .expect("send");
+        }
+        sent += wave;
+        wait_malformed_logged(&node, &syncer, sent as usize);
     }
     wait_blocked(&node, &syncer, "sync attacker");
 
@@ -256,12 +343,11 @@ fn endless_data_keeps_memory_bounded() {
         .expect("VmHWM readable")
         .max(peak_sampled);
     // The bound adds what the limits let each attacker make the node keep
-    // in memory. The sync attacker: its junk frames in flight on one
-    // connection, at most the sync streams per connection. The chunk
-    // attacker: its replies in flight at the chunk frame limit. The
-    // flooder: the serves one peer may keep in progress.
-    let sync_frames = JUNK_SYNC_FRAMES.min(SYNC_STREAMS_PER_CONNECTION);
-    let allowed = sync_frames * limits::MAX_CONTROL_FRAME_BYTES as u64
+    // in memory. The sync attackers, one after the other: frames at the
+    // limit on every sync stream of one connection. The chunk attacker: its
+    // replies in flight at the chunk frame limit. The flooder: the serves
+    // one peer may keep in progress.
+    let allowed = SYNC_STREAMS * limits::MAX_CONTROL_FRAME_BYTES as u64
         + REQUESTS_PER_PEER * limits::MAX_CHUNK_FRAME_BYTES as u64
         + SERVES_PER_PEER * u64::from(CHUNK)
         + SLACK;

@@ -111,6 +111,7 @@ impl Agent {
     /// was a relay circuit (they end at the relay's limits), the peer is
     /// dialed again at its known addresses.
     pub(super) fn on_peer_disconnected(&mut self, peer: PeerId, last_was_relayed: bool) {
+        self.drop_queued_sync(peer);
         if let Some(entry) = self.peers.remove(&peer) {
             if last_was_relayed && !self.blocked.contains(&peer) {
                 self.schedule_redial(peer, entry.listen);

@@ -9,6 +9,7 @@ use libp2p::PeerId;
 use patchmesh_protocol::wire::{bitmap, ObjectSummary, SyncRequest, SyncResponse};
 use patchmesh_protocol::{limits, Hash, Kind, SignedReport};
 
+use super::sync_queue::{Admission, MAX_WAITING_PER_PEER};
 use super::{failure_text, Agent, SyncEvent, SyncPurpose};
 use crate::net::codec::SyncInbound;
 use crate::store::StoredReport;
@@ -21,13 +22,57 @@ const GET_BATCH: usize = 64;
 const ANTI_ENTROPY_SECS: u64 = 30;
 
 impl Agent {
+    /// Sends `request` to `peer`, or queues it while
+    /// `limits::MAX_SYNC_REQUESTS_IN_FLIGHT` requests to that peer are in
+    /// flight.
     pub(super) fn send_sync(&mut self, peer: PeerId, request: SyncRequest, purpose: SyncPurpose) {
+        match self.sync_queue.admit(peer, (request, purpose)) {
+            Admission::Send((request, purpose)) => self.dispatch_sync(peer, request, purpose),
+            Admission::Queued => {}
+            Admission::Full((_, purpose)) => {
+                tracing::warn!(peer = %peer, purpose = ?purpose, waiting = MAX_WAITING_PER_PEER, "sync request dropped: too many requests already wait for this peer");
+                self.on_sync_failed(peer, purpose);
+            }
+        }
+    }
+
+    fn dispatch_sync(&mut self, peer: PeerId, request: SyncRequest, purpose: SyncPurpose) {
         let id = self
             .swarm
             .behaviour_mut()
             .sync
             .send_request(&peer, SyncInbound::Request(request));
         self.pending_sync.insert(id, (peer, purpose));
+    }
+
+    /// Frees the slot of a sync request to `peer` that ended and sends the
+    /// next waiting one.
+    fn on_sync_ended(&mut self, peer: PeerId) {
+        if let Some((request, purpose)) = self.sync_queue.end(peer) {
+            self.dispatch_sync(peer, request, purpose);
+        }
+    }
+
+    /// Clears the pending mark of a sync request that failed or was never
+    /// sent, so the request can be made again.
+    fn on_sync_failed(&mut self, peer: PeerId, purpose: SyncPurpose) {
+        if let SyncPurpose::Have(payload) = purpose {
+            if let Some(download) = self.downloads.get_mut(&payload) {
+                download.have_pending.remove(&peer);
+            }
+        }
+    }
+
+    /// Drops the sync requests still waiting for a peer whose last
+    /// connection closed.
+    pub(super) fn drop_queued_sync(&mut self, peer: PeerId) {
+        let dropped = self.sync_queue.drain_waiting(peer);
+        if !dropped.is_empty() {
+            tracing::debug!(peer = %peer, count = dropped.len(), "queued sync requests dropped: peer disconnected");
+        }
+        for (_, purpose) in dropped {
+            self.on_sync_failed(peer, purpose);
+        }
     }
 
     pub(super) fn on_sync_event(&mut self, event: SyncEvent) {
@@ -58,6 +103,7 @@ impl Agent {
                     response,
                 } => {
                     if let Some((peer, purpose)) = self.pending_sync.remove(&request_id) {
+                        self.on_sync_ended(peer);
                         self.on_sync_response(peer, purpose, response);
                     }
                 }
@@ -70,6 +116,10 @@ impl Agent {
             } => {
                 let purpose = self.pending_sync.remove(&request_id).map(|(_, p)| p);
                 tracing::debug!(peer = %peer, purpose = ?purpose, error = %failure_text(&error), "sync request failed");
+                if let Some(purpose) = purpose {
+                    self.on_sync_ended(peer);
+                    self.on_sync_failed(peer, purpose);
+                }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 tracing::warn!(peer = %peer, error = %failure_text(&error), "sync request from peer failed; stream closed");

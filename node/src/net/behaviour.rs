@@ -162,9 +162,13 @@ pub fn build_swarm_with(
                     StreamProtocol::new(wire::SYNC_PROTOCOL),
                     request_response::ProtocolSupport::Full,
                 )],
+                // The stream cap bounds the sync frames one peer can make
+                // the node buffer per connection. Honest peers stay under it
+                // because each keeps at most `MAX_SYNC_REQUESTS_IN_FLIGHT`
+                // requests in flight (`agent/sync_queue.rs`).
                 request_response::Config::default()
                     .with_request_timeout(Duration::from_secs(30))
-                    .with_max_concurrent_streams(64),
+                    .with_max_concurrent_streams(limits::MAX_SYNC_STREAMS),
             );
             let chunk = DirectOnly::new(request_response::Behaviour::with_codec(
                 ChunkCodec,

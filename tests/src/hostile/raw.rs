@@ -43,6 +43,11 @@ pub enum RawFrame {
     /// which do not decode, followed by junk without end until the node
     /// closes the stream.
     JunkAtLimit,
+    /// A header at the sync frame limit and all but the last body byte,
+    /// then nothing until the connection closes: the node holds the bytes
+    /// read so far until it ends the stream (its request timeout) or the
+    /// connection.
+    StallAtLimit,
 }
 
 /// The raw peer's reply to the node's chunk requests.
@@ -66,6 +71,12 @@ pub struct RawCounters {
     /// Sync frames whose writing ended with an error (the node closed the
     /// stream or the connection).
     pub frames_cut_by_node: AtomicU64,
+    /// [`RawFrame::StallAtLimit`] frames written up to their last byte, so
+    /// the node read them and keeps them in memory.
+    pub stalled_frames: AtomicU64,
+    /// Sync requests that ended: with a response, with a failure, or
+    /// unsent because the connection was gone.
+    pub sync_requests_ended: AtomicU64,
 }
 
 /// Most bytes written past the end of one frame. The node is expected to
@@ -127,6 +138,28 @@ fn invalid(error: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error.to_string())
 }
 
+impl RawSyncCodec {
+    /// Writes a [`RawFrame::StallAtLimit`] frame, then waits until the
+    /// connection closes. The body goes out in blocks, so hundreds of such
+    /// streams cost this peer little memory.
+    async fn stall_at_limit<T: AsyncWrite + Unpin + Send>(&self, io: &mut T) -> io::Result<()> {
+        let len = limits::MAX_CONTROL_FRAME_BYTES;
+        io.write_all(&(len as u32).to_be_bytes()).await?;
+        let block = [0xFFu8; JUNK_BLOCK];
+        let mut left = len - 1;
+        while left > 0 {
+            let step = left.min(JUNK_BLOCK);
+            io.write_all(&block[..step]).await?;
+            left -= step;
+        }
+        io.flush().await?;
+        self.counters.stalled_frames.fetch_add(1, Ordering::Relaxed);
+        // A write half cannot see the node reset the stream, so this waits
+        // for the connection to close, which drops the future.
+        futures::future::pending::<io::Result<()>>().await
+    }
+}
+
 impl request_response::Codec for RawSyncCodec {
     type Protocol = StreamProtocol;
     type Request = RawFrame;
@@ -178,6 +211,7 @@ impl request_response::Codec for RawSyncCodec {
                 write_junk_until_closed(io, &self.counters).await;
                 Err(io::Error::other("the node closed the stream"))
             }
+            RawFrame::StallAtLimit => self.stall_at_limit(io).await,
         };
         if result.is_err() {
             self.counters
@@ -495,9 +529,18 @@ fn on_event(
             counters.chunk_requests.fetch_add(1, Ordering::Relaxed);
             let _ = swarm.behaviour_mut().chunk.send_response(channel, ());
         }
+        SwarmEvent::Behaviour(RawBehaviourEvent::Sync(request_response::Event::Message {
+            message: Message::Response { .. },
+            ..
+        })) => {
+            counters.sync_requests_ended.fetch_add(1, Ordering::Relaxed);
+        }
         SwarmEvent::Behaviour(RawBehaviourEvent::Sync(
             request_response::Event::OutboundFailure { error, .. },
-        )) => eprintln!("raw peer: sync request ended: {error}"),
+        )) => {
+            counters.sync_requests_ended.fetch_add(1, Ordering::Relaxed);
+            eprintln!("raw peer: sync request ended: {error}");
+        }
         SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
             eprintln!("raw peer: connection to {peer_id} closed: {cause:?}")
         }
