@@ -7,10 +7,10 @@
 //! aws-lc-rs negotiates its default first cipher suite (AES-128-GCM where the
 //! CPU has AES instructions).
 //!
-//! With `--store DIR` the receiver also does the least a chunk receiver must:
-//! it hashes each 1 MiB piece with BLAKE3 and writes it to its own file in
-//! DIR (temporary name, then rename), on a blocking thread as the node does.
-//! That figure is the ceiling for a fetcher that keeps what it receives.
+//! With `--store DIR` the receiver also hashes each 1 MiB piece with BLAKE3
+//! and writes it to its own file in DIR (temporary name, then rename) on a
+//! blocking thread, as the node does. That is the least work a chunk
+//! receiver must do, so this figure is the ceiling for a fetching node.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -77,8 +77,8 @@ fn main() -> Result<()> {
 
 /// Sends `bytes` from a server endpoint to a client endpoint over one
 /// unidirectional stream and returns the bytes received and the seconds
-/// from the first byte written to the last byte read (and, with `store`,
-/// stored).
+/// from the first byte written to the last byte read. With `store`, the
+/// time also covers storing the last piece.
 async fn transfer(bytes: u64, store: Option<PathBuf>) -> Result<(u64, f64)> {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()])
         .context("failed to generate a self-signed certificate")?;
