@@ -4,6 +4,7 @@
 //! iproute2; without them each test says so and passes without running.
 
 use std::process::Command;
+use std::sync::Mutex;
 
 use patchmesh_tests::binaries;
 
@@ -23,9 +24,18 @@ fn can_build_namespaces() -> bool {
     root && tools
 }
 
+/// Held while a scenario runs. The scenarios measure WAN bytes and times on
+/// shaped links, so they run one at a time rather than competing for the
+/// same cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// Runs a scenario script from the repository and fails with its output
 /// when it exits non-zero.
 fn run_scenario(script: &str, args: &[&str]) {
+    // A scenario that failed poisons the lock; the others still run.
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if !can_build_namespaces() {
         eprintln!("skipped {script}: needs root, ip and tc to build network namespaces");
         return;
