@@ -32,7 +32,7 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// Runs a scenario script from the repository and fails with its output
 /// when it exits non-zero.
 fn run_scenario(script: &str, args: &[&str]) {
-    // A scenario that failed poisons the lock; the others still run.
+    // A failed scenario poisons the lock, and the others still run.
     let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
