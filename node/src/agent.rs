@@ -180,8 +180,10 @@ pub struct Agent {
     sync_queue: sync_queue::SyncQueue<(wire::SyncRequest, SyncPurpose)>,
     pending_chunks: HashMap<OutboundRequestId, (Hash, usize, PeerId, Instant)>,
     downloads: HashMap<Hash, chunks::Download>,
-    /// Manifests by payload hash, for replies to chunk-map requests.
-    manifests: HashMap<Hash, Manifest>,
+    /// Held manifests by manifest (signed object) id. Several manifests
+    /// may share one payload, such as one package published under two
+    /// names, so the payload hash cannot be the key.
+    manifests: std::collections::BTreeMap<Hash, Manifest>,
     /// Which chunks of each known payload are stored, by payload hash.
     held: HashMap<Hash, Vec<bool>>,
     tracks: std::collections::BTreeMap<String, patches::TrackEntry>,
@@ -352,7 +354,7 @@ impl Agent {
             ),
             pending_chunks: HashMap::new(),
             downloads: HashMap::new(),
-            manifests: HashMap::new(),
+            manifests: std::collections::BTreeMap::new(),
             held: HashMap::new(),
             tracks: std::collections::BTreeMap::new(),
             patch_data: HashMap::new(),

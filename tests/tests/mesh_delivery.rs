@@ -1,5 +1,6 @@
 //! A mesh of real nodes in two sites installs one signed patch, and every
-//! node's installed file has the payload's hash.
+//! node's installed file has the payload's hash. One payload published
+//! under two patch names installs under both.
 
 use std::time::Duration;
 
@@ -52,5 +53,38 @@ fn four_nodes_in_two_sites_install_patch() {
         site_b_cross < 2 * payload.len() as u64,
         "site b fetched {site_b_cross} bytes across sites for a {} byte payload",
         payload.len()
+    );
+}
+
+#[test]
+fn same_payload_under_two_names_installs_both() {
+    let admin = Admin::new();
+    let payload = random_bytes(200_000);
+    // One package published twice, as for two product lines. The two
+    // manifests differ only in name.
+    let first = admin.add_patch("pkg-server", &payload, 64 * 1024);
+    let second = admin.add_patch("pkg-desktop", &payload, 64 * 1024);
+    assert_eq!(first.payload_hash, second.payload_hash);
+    let policy = admin.sign_policy("both", &[&first.reference, &second.reference], "admin.key");
+
+    let node = Node::start(&admin, NodeOptions::new("n0", "site-a").observer());
+    admin.publish_ok(&node.url, &[&first.dir, &second.dir, &policy]);
+    for patch in [&first, &second] {
+        wait_installed(&node, &["n0"], &patch.reference, Duration::from_secs(60));
+    }
+
+    let status = node.status().expect("node status");
+    for patch in [&first, &second] {
+        let entry = patch_status(&status, "n0", &patch.reference).expect("reported");
+        assert_eq!(
+            entry["payload_hash"], patch.payload_hash,
+            "reported hash of {}",
+            patch.reference
+        );
+    }
+    assert_eq!(
+        node.installed_hash().as_deref(),
+        Some(first.payload_hash.as_str()),
+        "installed file"
     );
 }

@@ -37,8 +37,8 @@ pub(super) struct Download {
 }
 
 impl Agent {
-    /// Rebuilds the payload → manifest index and the set of chunk hashes the
-    /// control API accepts.
+    /// Rebuilds the manifest list, keyed by manifest id, and the set of
+    /// chunk hashes the control API accepts.
     pub(super) fn refresh_manifests(&mut self) {
         let signed = match self.shared.meta.live_of_kind(Kind::Manifest) {
             Ok(signed) => signed,
@@ -52,7 +52,7 @@ impl Agent {
         for object in signed {
             if let Ok(manifest) = object.decode_body::<Manifest>() {
                 listed.extend(manifest.chunks.iter().copied());
-                self.manifests.insert(manifest.payload_hash, manifest);
+                self.manifests.insert(object.id(), manifest);
             }
         }
         *self
@@ -66,7 +66,7 @@ impl Agent {
     /// kept up to date as chunks arrive.
     pub(super) fn held_chunks(&mut self, payload: &Hash) -> Option<&Vec<bool>> {
         if !self.held.contains_key(payload) {
-            let manifest = self.manifests.get(payload)?;
+            let manifest = manifest_for_payload(&self.manifests, payload)?;
             let held = manifest
                 .chunks
                 .iter()
@@ -79,7 +79,7 @@ impl Agent {
 
     fn mark_held(&mut self, hash: Hash) {
         for (payload, held) in self.held.iter_mut() {
-            if let Some(manifest) = self.manifests.get(payload) {
+            if let Some(manifest) = manifest_for_payload(&self.manifests, payload) {
                 for (index, chunk) in manifest.chunks.iter().enumerate() {
                     if *chunk == hash {
                         held[index] = true;
@@ -433,6 +433,19 @@ impl Agent {
             }
         }
     }
+}
+
+/// Returns a held manifest whose payload is `payload`: the one with the
+/// lowest manifest id, so every call picks the same one.
+///
+/// NOTE: chunk maps and downloads are keyed by payload, so two manifests
+/// that cut one payload into chunks of different sizes share the chunk map
+/// and the download of the manifest returned here.
+fn manifest_for_payload<'a>(
+    manifests: &'a std::collections::BTreeMap<Hash, Manifest>,
+    payload: &Hash,
+) -> Option<&'a Manifest> {
+    manifests.values().find(|m| m.payload_hash == *payload)
 }
 
 /// Token bucket for chunk bytes taken from other sites, with optional UTC

@@ -175,9 +175,14 @@ impl ChunkStore {
             }
             let _ = fs::remove_file(&target);
         }
-        let tmp_path = self
-            .tmp
-            .join(format!("{}.payload", manifest.payload_hash.to_hex()));
+        // Two manifests may share a payload and be installed at once, so
+        // each assembly writes its own temporary file. Both write the same
+        // bytes, and the rename onto the target is atomic.
+        let tmp_path = self.tmp.join(format!(
+            "{}.{}.payload",
+            manifest.payload_hash.to_hex(),
+            rand::random::<u32>()
+        ));
         let mut file =
             File::create(&tmp_path).map_err(|e| AssembleError::Io(tmp_path.clone(), e))?;
         let mut hasher = blake3::Hasher::new();
