@@ -299,9 +299,18 @@ impl Agent {
             relay::Event::CircuitClosed {
                 src_peer_id,
                 dst_peer_id,
-                error,
+                error: Some(error),
             } => {
-                tracing::debug!(from = %src_peer_id, to = %dst_peer_id, error = ?error, "relay circuit closed")
+                // The relay cut the circuit at its byte or time limit, or
+                // one side's connection to the relay closed.
+                tracing::info!(from = %src_peer_id, to = %dst_peer_id, %error, "relay circuit closed")
+            }
+            relay::Event::CircuitClosed {
+                src_peer_id,
+                dst_peer_id,
+                error: None,
+            } => {
+                tracing::debug!(from = %src_peer_id, to = %dst_peer_id, "relay circuit closed")
             }
             other => tracing::debug!(event = ?other, "relay server event"),
         }
