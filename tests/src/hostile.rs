@@ -32,6 +32,7 @@ use patchmesh_protocol::{limits, Hash, Kind, Manifest, Policy, Root, Signed};
 use tokio::sync::{mpsc, oneshot};
 
 pub mod raw;
+pub mod relay;
 
 /// How the peer responds to chunk requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,39 +141,12 @@ impl HostilePeer {
         let peer_id = keypair.public().to_peer_id();
         let counters = Arc::new(Mutex::new(Counters::default()));
         let (commands, receiver) = mpsc::channel(256);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread_counters = counters.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("hostile-{}", short(&peer_id)))
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(anyhow::anyhow!("tokio runtime: {e}")));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    let swarm = match start_swarm(keypair) {
-                        Ok(swarm) => swarm,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(()));
-                    Actor::new(swarm, config, thread_counters)
-                        .run(receiver)
-                        .await;
-                });
-            })
-            .context("cannot spawn the hostile peer thread")?;
-        ready_rx
-            .recv()
-            .context("hostile peer thread ended before starting")??;
+        let thread = spawn_swarm_thread(
+            format!("hostile-{}", short(&peer_id)),
+            move || start_swarm(keypair),
+            move |swarm| Actor::new(swarm, config, thread_counters).run(receiver),
+        )?;
         Ok(HostilePeer {
             peer_id,
             commands,
@@ -263,6 +237,50 @@ impl Drop for HostilePeer {
             let _ = thread.join();
         }
     }
+}
+
+/// Spawns thread `name` with a single-threaded tokio runtime, builds a
+/// swarm there with `build` and then awaits `run` with it. Returns once the
+/// swarm is built, or with the error that stopped it.
+fn spawn_swarm_thread<S, F>(
+    name: String,
+    build: impl FnOnce() -> anyhow::Result<S> + Send + 'static,
+    run: impl FnOnce(S) -> F + Send + 'static,
+) -> anyhow::Result<JoinHandle<()>>
+where
+    F: std::future::Future<Output = ()>,
+{
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(anyhow::anyhow!("tokio runtime: {e}")));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let swarm = match build() {
+                    Ok(swarm) => swarm,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                run(swarm).await;
+            });
+        })
+        .with_context(|| format!("cannot spawn thread {name}"))?;
+    ready_rx
+        .recv()
+        .with_context(|| format!("thread {name} ended before its swarm started"))??;
+    Ok(thread)
 }
 
 fn short(peer: &PeerId) -> String {
