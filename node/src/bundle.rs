@@ -266,6 +266,7 @@ fn verify(
     // another root at the trusted version, is named as such before any
     // signature check, so the error says what is wrong with the bundle.
     let mut root: Root = trust.root().clone();
+    let mut removed_keys = trust.removed_keys().clone();
     let mut new_roots = Vec::new();
     for signed in reader.roots() {
         let body: Root = signed
@@ -289,12 +290,14 @@ fn verify(
                 version: body.version,
                 source,
             })?;
-        root = root
+        let next = root
             .verify_successor(signed)
             .map_err(|source| ImportError::Root {
                 version: body.version,
                 source,
             })?;
+        removed_keys.record(&root, &next);
+        root = next;
         new_roots.push(signed.clone());
     }
     if root.expires <= trust.effective_now(now) {
@@ -326,7 +329,7 @@ fn verify(
         .verify(&root, trust.effective_now(now), clock)
         .map_err(|source| ImportError::Index {
             index: index_id,
-            source,
+            source: removed_keys.explain(reader.index(), source),
         })?;
 
     let mut summary = ImportSummary {
@@ -346,7 +349,10 @@ fn verify(
     while let Some(signed) = reader.next_object()? {
         let checked = trust
             .check_under(&root, &signed, now, clock)
-            .map_err(|source| ImportError::object(&signed, source))?;
+            .map_err(|source| {
+                let source = crate::trust::explain_removed(&removed_keys, &signed, source);
+                ImportError::object(&signed, source)
+            })?;
         if !slots.insert((checked.kind, checked.slot.clone())) {
             return Err(ImportError::DuplicateSlot {
                 kind: checked.kind,

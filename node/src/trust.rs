@@ -9,7 +9,9 @@
 use jiff::Timestamp;
 use patchmesh_protocol::actions::{Approval, Halt, Resume, RollbackOrder};
 use patchmesh_protocol::enrollment::{Enrollment, Revocation};
-use patchmesh_protocol::{limits, Body, Hash, Kind, Manifest, Policy, Root, Signed, VerifyError};
+use patchmesh_protocol::{
+    limits, Body, Hash, Kind, Manifest, Policy, RemovedKeys, Root, Signed, VerifyError,
+};
 
 use crate::store::{MetaError, MetaStore};
 
@@ -50,6 +52,19 @@ fn verify_header(
             check_valid(&body, body.validate())
         }
         other => Err(AdmitError::Unsupported(other)),
+    }
+}
+
+/// Names the root version that removed the signing key when `error` is a
+/// threshold failure of `signed` by such a key.
+pub(crate) fn explain_removed(
+    removed: &RemovedKeys,
+    signed: &Signed,
+    error: AdmitError,
+) -> AdmitError {
+    match error {
+        AdmitError::Verify(error) => AdmitError::Verify(removed.explain(signed, error)),
+        other => other,
     }
 }
 
@@ -165,6 +180,9 @@ pub struct Trust {
     max_root_hops: u64,
     meta: MetaStore,
     high_water: Timestamp,
+    /// Root versions that removed keys, for rotations from the pinned root
+    /// on, so that a rejection names the rotation.
+    removed_keys: RemovedKeys,
 }
 
 const HIGH_WATER_KEY: &str = "high_water_issued";
@@ -199,13 +217,16 @@ impl Trust {
         let max_root_hops = max_root_hops.min(limits::MAX_ROOT_HOPS as u64);
         let mut root = Root::verify_initial(pinned)?;
         let pinned_version = root.version;
+        let mut removed_keys = RemovedKeys::default();
         for signed in meta.roots()? {
             let body: Root = signed.decode_body()?;
             if body.version <= root.version {
                 continue;
             }
             check_root_hops(pinned_version, max_root_hops, body.version)?;
-            root = root.verify_successor(&signed)?;
+            let next = root.verify_successor(&signed)?;
+            removed_keys.record(&root, &next);
+            root = next;
         }
         let high_water = meta
             .misc::<Timestamp>(HIGH_WATER_KEY)?
@@ -216,6 +237,7 @@ impl Trust {
             max_root_hops,
             meta,
             high_water,
+            removed_keys,
         };
         // A crash between storing a root and resetting slots can leave
         // objects that the root no longer vouches for, so the reset runs
@@ -227,6 +249,12 @@ impl Trust {
     /// The newest trusted root.
     pub fn root(&self) -> &Root {
         &self.root
+    }
+
+    /// Root versions that removed keys from roles, from the pinned root to
+    /// the trusted one.
+    pub fn removed_keys(&self) -> &RemovedKeys {
+        &self.removed_keys
     }
 
     /// Highest root version this node may trust: the pinned version plus
@@ -274,7 +302,8 @@ impl Trust {
         if signed.kind == Kind::Root {
             return self.admit_root(signed, now, clock, cap);
         }
-        let (slot, revision, issued) = verify_header(&self.root, signed, now, clock)?;
+        let (slot, revision, issued) = verify_header(&self.root, signed, now, clock)
+            .map_err(|error| explain_removed(&self.removed_keys, signed, error))?;
         self.store_in_slot(signed, slot, revision, issued.min(cap))
     }
 
@@ -358,6 +387,7 @@ impl Trust {
         self.meta.flush()?;
         self.raise_high_water(next.issued.min(high_water_cap))?;
         tracing::info!(version = next.version, "trusted root rotated");
+        self.removed_keys.record(&self.root, &next);
         self.root = next;
         self.drop_untrusted_objects()?;
         Ok(admitted(Outcome::Stored))
@@ -519,6 +549,34 @@ mod tests {
             .admit(&policy(4, &kept), now(), "test clock")
             .unwrap_err();
         assert!(matches!(err, AdmitError::Rollback { .. }), "{err}");
+    }
+
+    #[test]
+    fn removed_key_rejection_names_rotation() {
+        let kept = SecretKey::generate();
+        let removed = SecretKey::generate();
+        let pinned = Signed::sign(&root(1, &[&kept, &removed]), &[&kept]);
+        let dir = tempfile::tempdir().unwrap();
+        let meta = MetaStore::open(&dir.path().join("meta.sled")).unwrap();
+        let mut trust = Trust::load(&pinned, meta.clone()).unwrap();
+        let rotated = Signed::sign(&root(2, &[&kept]), &[&kept]);
+        trust.admit(&rotated, now(), "test clock").unwrap();
+
+        let err = trust
+            .admit(&policy(1, &removed), now(), "test clock")
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains(&removed.id().short()), "{message}");
+        assert!(message.contains("root version 2 removed"), "{message}");
+        assert!(err.blames_sender(), "{err}");
+
+        // After a restart the stored chain names the same rotation.
+        drop(trust);
+        let mut reloaded = Trust::load(&pinned, meta).unwrap();
+        let err = reloaded
+            .admit(&policy(1, &removed), now(), "test clock")
+            .unwrap_err();
+        assert!(err.to_string().contains("root version 2 removed"), "{err}");
     }
 
     #[test]

@@ -176,6 +176,25 @@ pub enum VerifyError {
         /// A signing key that the role does not list, if any.
         unknown_key: Option<KeyId>,
     },
+    /// Too few valid signatures, and one of them is by a key that a root
+    /// rotation removed from the role.
+    #[error("{kind} object is signed by key {}, which root version {removed_by} removed from role \"{role}\". Re-sign it with a current {role} key ({valid} valid signature(s) under root version {root_version}, needs {threshold})", key.short())]
+    RemovedKey {
+        /// Kind of the object.
+        kind: Kind,
+        /// Role that must sign it.
+        role: Role,
+        /// The removed key that signed it.
+        key: KeyId,
+        /// Version of the root that removed the key from the role.
+        removed_by: u64,
+        /// Distinct valid signatures found.
+        valid: usize,
+        /// Signatures needed.
+        threshold: u32,
+        /// Root version used.
+        root_version: u64,
+    },
     /// The object expired.
     #[error("{kind} \"{slot}\" revision {revision} expired at {expires} (checked against {clock} time {now})")]
     Expired {

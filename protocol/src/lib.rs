@@ -30,6 +30,6 @@ pub use keys::{KeyId, PublicKey, SecretKey};
 pub use manifest::{Installer, Manifest, PatchRef};
 pub use policy::Policy;
 pub use report::{NodeReport, PatchState, PatchStatus, SignedReport};
-pub use root::{Role, RoleKeys, Root};
+pub use root::{RemovedKeys, Role, RoleKeys, Root};
 pub use severity::Severity;
 pub use time::Duration;

@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::envelope::{Body, Kind, Signed, VerifyError};
 use crate::keys::{KeyId, PublicKey};
 
+mod removed;
+
+pub use removed::RemovedKeys;
+
 /// A role a signed object needs signatures from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -123,8 +123,16 @@ fn key_removed_by_new_root_is_refused() {
         "policy by a removed key is refused: {stderr}"
     );
     assert!(
-        stderr.contains("not a policy key"),
+        stderr.contains(&revoked.id().short()),
         "error names the key: {stderr}"
+    );
+    assert!(
+        stderr.contains("which root version 2 removed from role \"policy\""),
+        "error names the root version that removed the key: {stderr}"
+    );
+    assert!(
+        stderr.contains("Re-sign it with a current policy key"),
+        "error says what to do: {stderr}"
     );
 }
 

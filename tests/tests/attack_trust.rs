@@ -250,7 +250,7 @@ fn manifest_signed_by_rotated_out_key_is_refused() {
         &[
             "rejected object from anti-entropy",
             &hostile_id,
-            "not a patch key",
+            "which root version 2 removed from role",
         ],
     );
     wait_log_line(

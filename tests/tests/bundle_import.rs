@@ -397,9 +397,10 @@ fn bad_bundles_are_rejected_and_store_nothing() {
         &revoked,
         &[
             "bundle index",
-            "under root version 2",
             &second_id[..8],
-            "unknown, revoked",
+            "which root version 2 removed from role \"patch\"",
+            "Re-sign it with a current patch key",
+            "under root version 2",
         ],
         &with_patch,
     );

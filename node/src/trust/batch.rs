@@ -40,6 +40,7 @@ impl Trust {
         let mut high_water = self.high_water;
 
         let mut root: Root = self.root.clone();
+        let mut removed_keys = self.removed_keys.clone();
         for signed in roots {
             let body: Root = signed.decode_body()?;
             if body.version <= root.version {
@@ -60,12 +61,15 @@ impl Trust {
             }
             extra.root(next.version, signed);
             high_water = high_water.max(next.issued.min(cap));
+            removed_keys.record(&root, &next);
             root = next;
         }
 
         let mut admitted = Vec::with_capacity(objects.len());
         for signed in objects {
-            let (checked, issued) = self.check_at(&root, signed, now, clock)?;
+            let (checked, issued) = self
+                .check_at(&root, signed, now, clock)
+                .map_err(|error| super::explain_removed(&removed_keys, signed, error))?;
             if checked.outcome == Outcome::Stored {
                 extra.object(&checked.slot, checked.revision, signed);
                 high_water = high_water.max(issued.min(cap));
@@ -81,6 +85,7 @@ impl Trust {
         if root.version > self.root.version {
             tracing::info!(version = root.version, "trusted root rotated");
             self.root = root;
+            self.removed_keys = removed_keys;
             // A crash before this reset is repaired by the same reset at
             // the next start.
             self.drop_untrusted_objects()?;
