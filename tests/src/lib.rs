@@ -707,6 +707,17 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Opens a copy of the sled database in `data_dir`, made under `scratch`,
+/// so that the node's own next open meets the files exactly as a kill left
+/// them.
+pub fn open_meta_copy(data_dir: &Path, scratch: &Path) -> patchmesh_node::store::MetaStore {
+    let copy = scratch.join("meta.sled");
+    let _ = std::fs::remove_dir_all(&copy);
+    copy_dir(&data_dir.join("meta.sled"), &copy);
+    patchmesh_node::store::MetaStore::open(&copy)
+        .unwrap_or_else(|e| panic!("sled database left by the kill does not open: {e}"))
+}
+
 /// Returns the first lines of a policy `id`, version 1, that expires in 30
 /// days; tests append its sections.
 pub fn policy_header(id: &str) -> String {

@@ -24,10 +24,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use patchmesh_node::store::chunks::hash_file;
-use patchmesh_node::store::MetaStore;
 use patchmesh_protocol::{Hash, Kind};
 use patchmesh_tests::{
-    copy_dir, crash_seed, import_bundle, import_bundle_ok, patch_chunk_names, Admin, Node,
+    crash_seed, import_bundle, import_bundle_ok, open_meta_copy, patch_chunk_names, Admin, Node,
     NodeOptions, Patch,
 };
 use rand::rngs::StdRng;
@@ -160,11 +159,7 @@ struct MetaCopy {
 /// Opens a copy of the node's sled database, so the node's own next open
 /// meets the files exactly as the kill left them.
 fn read_meta(data_dir: &Path, scratch: &Path) -> MetaCopy {
-    let copy = scratch.join("meta.sled");
-    let _ = std::fs::remove_dir_all(&copy);
-    copy_dir(&data_dir.join("meta.sled"), &copy);
-    let meta = MetaStore::open(&copy)
-        .unwrap_or_else(|e| panic!("sled database left by the kill does not open: {e}"));
+    let meta = open_meta_copy(data_dir, scratch);
     let live = meta
         .live_objects()
         .unwrap_or_else(|e| panic!("sled database left by the kill: objects: {e}"))

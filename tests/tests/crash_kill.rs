@@ -22,9 +22,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use patchmesh_node::store::chunks::hash_file;
-use patchmesh_node::store::MetaStore;
 use patchmesh_protocol::Kind;
-use patchmesh_tests::{blake3_hex, patch_state, patch_status, Admin, Node, NodeOptions, Patch};
+use patchmesh_tests::{
+    blake3_hex, crash_seed, open_meta_copy, patch_state, patch_status, Admin, Node, NodeOptions,
+    Patch,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use serde_json::Value;
@@ -311,11 +313,7 @@ fn check_payloads(data_dir: &Path) {
 /// files exactly as the kill left them. Returns the kind and slot of every
 /// live object.
 fn check_metadata(data_dir: &Path, scratch: &Path) -> Vec<(Kind, String)> {
-    let copy = scratch.join("meta.sled");
-    let _ = std::fs::remove_dir_all(&copy);
-    copy_dir(&data_dir.join("meta.sled"), &copy);
-    let meta = MetaStore::open(&copy)
-        .unwrap_or_else(|e| panic!("sled database left by the kill does not open: {e}"));
+    let meta = open_meta_copy(data_dir, scratch);
     let live = meta
         .live_objects()
         .unwrap_or_else(|e| panic!("sled database left by the kill: objects: {e}"));
@@ -326,21 +324,6 @@ fn check_metadata(data_dir: &Path, scratch: &Path) -> Vec<(Kind, String)> {
     live.into_iter()
         .map(|(summary, _)| (summary.kind, summary.slot))
         .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create the database copy");
-    for entry in std::fs::read_dir(from)
-        .expect("list the sled folder")
-        .flatten()
-    {
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy a sled file");
-        }
-    }
 }
 
 /// Kills the node as a power loss would: SIGKILL to the node, then SIGKILL
@@ -537,11 +520,7 @@ fn wait_first_chunk(data_dir: &Path, patch: &CrashPatch) -> Instant {
 
 #[test]
 fn random_sigkills_install_each_patch_once() {
-    let seed = std::env::var("PATCHMESH_CRASH_SEED")
-        .ok()
-        .map(|text| text.parse::<u64>().expect("PATCHMESH_CRASH_SEED is a u64"))
-        .unwrap_or_else(rand::random);
-    println!("crash seed {seed} (replay with PATCHMESH_CRASH_SEED={seed})");
+    let seed = crash_seed();
     let mut rng = StdRng::seed_from_u64(seed);
     let started = Instant::now();
 
