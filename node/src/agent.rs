@@ -9,6 +9,7 @@
 mod airgap;
 mod cache;
 mod chunks;
+mod hello;
 pub mod inventory;
 mod patches;
 mod peers;
@@ -210,6 +211,8 @@ pub struct Agent {
     bootstrap_redial: redial::BootstrapRedial,
     /// Direct and relayed connections, WAN duty, relay reservations.
     reach: reach::Reach,
+    /// Sequence numbers of this node's hellos.
+    hello_seq: hello::HelloSeq,
     /// Chunk serves in progress per peer, to bound the memory they hold.
     serving: serve_slots::ServeSlots,
     last_import_scan: Instant,
@@ -371,6 +374,7 @@ impl Agent {
             wan_budget: chunks::WanBudget::default(),
             bootstrap_redial: redial::BootstrapRedial::default(),
             reach: reach::Reach::new(),
+            hello_seq: hello::HelloSeq::starting_now(),
             serving: serve_slots::ServeSlots::default(),
             last_import_scan: Instant::now(),
             last_sweep: Instant::now(),
@@ -400,6 +404,7 @@ impl Agent {
         }
     }
 
+    /// Makes this node's introduction, with the next hello sequence number.
     fn hello(&self) -> Hello {
         Hello {
             host: self.config.host.clone(),
@@ -408,6 +413,7 @@ impl Agent {
             observer: self.config.observer,
             wan: self.reach.wan,
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            seq: self.hello_seq.next(),
         }
     }
 

@@ -36,6 +36,13 @@ pub struct Hello {
     pub wan: bool,
     /// Version of `patchmesh-node`.
     pub agent_version: String,
+    /// Sequence number, higher in each hello the sender makes. Nodes start
+    /// it at the Unix time in milliseconds when the process starts, so it
+    /// keeps rising across restarts while the clock does. Hellos and their
+    /// replies travel on separate streams and may arrive out of order, so a
+    /// receiver ignores a hello whose number is not above the last one it
+    /// stored from that sender.
+    pub seq: u64,
 }
 
 /// A peer as another node knows it, for peer exchange.

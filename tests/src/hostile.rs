@@ -99,6 +99,7 @@ impl Default for HostileConfig {
                 observer: false,
                 wan: true,
                 agent_version: "0.0.0-hostile".into(),
+                seq: 1,
             },
             chunks: HashMap::new(),
             chunk_mode: ChunkMode::Honest,

@@ -99,6 +99,7 @@ fn hello(host: &str, site: &str) -> Hello {
         observer: false,
         wan: false,
         agent_version: "0.0.0-hostile".into(),
+        seq: 1,
     }
 }
 

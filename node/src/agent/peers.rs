@@ -127,16 +127,17 @@ impl Agent {
         self.refresh_reach();
     }
 
-    /// Stores a peer's introduction. Peers send it again when their WAN
+    /// Stores a peer's introduction, unless it is older than the one
+    /// stored (see `agent/hello.rs`). Peers send it again when their WAN
     /// reach changes.
     pub(super) fn on_hello(&mut self, peer: PeerId, hello: Hello) {
-        tracing::debug!(peer = %peer, host = %hello.host, site = %hello.site, observer = hello.observer, wan = hello.wan, "peer introduced itself");
+        tracing::debug!(peer = %peer, host = %hello.host, site = %hello.site, observer = hello.observer, wan = hello.wan, seq = hello.seq, "peer introduced itself");
         let entry = self.peers.entry(peer).or_default();
-        // NOTE: hellos carry no sequence number, so a reply made before the
-        // peer's WAN duty changed can arrive after its newer hello and
-        // overwrite the newer flag until the next change.
         let newly_observer = hello.observer && !entry.hello.as_ref().is_some_and(|h| h.observer);
-        entry.hello = Some(hello);
+        if let Err(stale) = entry.store_hello(hello) {
+            tracing::debug!(peer = %peer, seq = stale.seq, last_seq = stale.last, "hello ignored: not newer than the last one stored from this peer");
+            return;
+        }
         self.place_peer_in_downloads(peer);
         self.refresh_reach();
         if newly_observer {

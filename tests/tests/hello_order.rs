@@ -1,0 +1,88 @@
+//! Hello ordering on a running node: a hello whose sequence number is not
+//! above the last one stored from its sender is ignored, so a hello that
+//! arrives late cannot undo a newer WAN-duty flag.
+
+use std::time::Duration;
+
+use libp2p::PeerId;
+use patchmesh_protocol::wire::{Hello, SyncRequest};
+use patchmesh_tests::attack::{peer_view, wait_log_line};
+use patchmesh_tests::hostile::raw::{RawChunkReply, RawFrame, RawPeer};
+use patchmesh_tests::{wait_until, Admin, Node, NodeOptions};
+
+fn hello(seq: u64, wan: bool) -> Hello {
+    Hello {
+        host: "branch-2".into(),
+        site: "branch".into(),
+        groups: Vec::new(),
+        observer: false,
+        wan,
+        agent_version: "0.0.0-raw".into(),
+        seq,
+    }
+}
+
+/// Sends a hello with `seq` and `wan` from `raw` to `node`.
+fn send_hello(raw: &RawPeer, node: PeerId, seq: u64, wan: bool) {
+    let request = SyncRequest::Hello(hello(seq, wan));
+    raw.send_sync(node, RawFrame::Encoded(request))
+        .expect("raw peer runs");
+}
+
+/// Waits until `node` lists `peer` with the WAN-duty flag `wan`.
+fn wait_wan_flag(node: &Node, peer: &str, wan: bool) {
+    wait_until(
+        &format!("{} to list {peer} with wan={wan}", node.options.host),
+        Duration::from_secs(20),
+        || (peer_view(node, peer)?["wan"].as_bool()? == wan).then_some(()),
+    );
+}
+
+#[test]
+fn older_hello_does_not_undo_wan_duty() {
+    let admin = Admin::new();
+    let mut options = NodeOptions::new("branch-1", "branch");
+    options.log_filter = Some("info,patchmesh_node::agent::peers=debug".into());
+    let node = Node::start(&admin, options);
+    let node_id: PeerId = node.peer.parse().expect("peer id");
+
+    // The raw peer replies to the node's own hello with sequence number 1.
+    let raw = RawPeer::start(hello(1, false), RawChunkReply::Missing).expect("raw peer starts");
+    let addr = node
+        .addrs
+        .iter()
+        .find(|addr| addr.contains("/tcp/"))
+        .expect("node listens on TCP");
+    raw.dial(addr).expect("dial the node");
+    raw.wait_connected(node_id, Duration::from_secs(20))
+        .expect("raw peer connects");
+    let raw_id = raw.peer_id().to_base58();
+    let started = std::time::Instant::now();
+
+    // The peer gains WAN duty and sends a new hello.
+    send_hello(&raw, node_id, 300, true);
+    wait_wan_flag(&node, &raw_id, true);
+
+    // A hello made before that change arrives late: ignored and logged.
+    send_hello(&raw, node_id, 200, false);
+    wait_log_line(
+        &node,
+        &["hello ignored", &raw_id, "seq=200", "last_seq=300"],
+    );
+    let view = peer_view(&node, &raw_id).expect("raw peer listed");
+    assert_eq!(view["wan"], true, "an older hello undid WAN duty: {view}");
+
+    // The same number again is ignored too.
+    send_hello(&raw, node_id, 300, false);
+    wait_log_line(
+        &node,
+        &["hello ignored", &raw_id, "seq=300", "last_seq=300"],
+    );
+    let view = peer_view(&node, &raw_id).expect("raw peer listed");
+    assert_eq!(view["wan"], true, "a repeated hello undid WAN duty: {view}");
+
+    // A newer hello still takes effect.
+    send_hello(&raw, node_id, 400, false);
+    wait_wan_flag(&node, &raw_id, false);
+    println!("the hello checks took {:?}", started.elapsed());
+}
