@@ -157,10 +157,10 @@ pub struct RelayConfig {
     pub max_reservations: usize,
     /// Maximum circuits the relay server carries at once.
     pub max_circuits: usize,
-    /// Seconds after which the relay server closes a circuit.
+    /// Seconds after which the relay server closes a circuit, at least 1.
     pub max_circuit_secs: u64,
     /// Bytes, both directions together, after which the relay server
-    /// closes a circuit.
+    /// closes a circuit, at least 1.
     pub max_circuit_bytes: u64,
 }
 
@@ -290,6 +290,24 @@ impl Config {
                 ),
             });
         }
+        // libp2p-relay 0.22 treats a byte limit of 0 as no limit, and a
+        // duration of 0 closes every circuit as soon as it opens.
+        if config.relay.max_circuit_bytes == 0 {
+            return Err(ConfigError::Parse {
+                path,
+                message: "relay.max_circuit_bytes is 0, which turns the relay's byte limit \
+                          off; set a byte count such as 1048576"
+                    .into(),
+            });
+        }
+        if config.relay.max_circuit_secs == 0 {
+            return Err(ConfigError::Parse {
+                path,
+                message: "relay.max_circuit_secs is 0, which closes every relay circuit at \
+                          once; set seconds such as 600"
+                    .into(),
+            });
+        }
         if !(config.clock.speed > 0.0 && config.clock.speed.is_finite()) {
             return Err(ConfigError::Parse {
                 path,
@@ -342,6 +360,41 @@ mod tests {
         };
         let back: Config = toml::from_str(&config.to_toml()).expect("parses");
         assert_eq!(back, config);
+    }
+
+    #[test]
+    fn zero_relay_circuit_limits_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let base: Config =
+            toml::from_str("host = \"pc-1\"\nlisten = []\ncontrol = \"127.0.0.1:0\"\n")
+                .expect("minimal config parses");
+        let cases = [
+            (
+                "max_circuit_bytes",
+                RelayConfig {
+                    max_circuit_bytes: 0,
+                    ..RelayConfig::default()
+                },
+            ),
+            (
+                "max_circuit_secs",
+                RelayConfig {
+                    max_circuit_secs: 0,
+                    ..RelayConfig::default()
+                },
+            ),
+        ];
+        for (field, relay) in cases {
+            let config = Config {
+                relay,
+                ..base.clone()
+            };
+            std::fs::write(dir.path().join(CONFIG_FILE), config.to_toml()).unwrap();
+            let err = Config::load(dir.path()).unwrap_err().to_string();
+            assert!(err.contains(&format!("relay.{field} is 0")), "{err}");
+        }
+        std::fs::write(dir.path().join(CONFIG_FILE), base.to_toml()).unwrap();
+        assert!(Config::load(dir.path()).is_ok());
     }
 
     #[test]
