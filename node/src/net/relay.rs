@@ -12,6 +12,11 @@ use crate::config::RelayConfig;
 /// Builds the relay server configuration for `config`. Rate limits stay at
 /// the libp2p defaults, per peer and per IP. The circuit limits are small
 /// because circuits carry gossip, sync requests and reports, never chunks.
+// NOTE: libp2p-relay 0.22 counts a peer's own reservation when the peer
+// renews it, so a relay at `max_reservations` denies renewals too (read in
+// its source, not tested here). A node behind a relay that a flood keeps
+// full loses its slot at its first renewal, 45 minutes after reserving with
+// the default one-hour reservations, and then retries against the flood.
 pub fn server_config(config: &RelayConfig) -> relay::Config {
     relay::Config {
         max_reservations: config.max_reservations,
