@@ -27,7 +27,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use patchmesh_node::net::codec::{ChunkReply, SyncInbound};
 use patchmesh_node::net::{build_swarm, Behaviour, BehaviourEvent};
-use patchmesh_protocol::wire::{self, Hello, ObjectSummary, SyncRequest, SyncResponse};
+use patchmesh_protocol::wire::{self, Hello, ObjectSummary, PeerRecord, SyncRequest, SyncResponse};
 use patchmesh_protocol::{limits, Hash, Kind, Manifest, Policy, Root, Signed};
 use tokio::sync::{mpsc, oneshot};
 
@@ -64,6 +64,8 @@ pub struct Counters {
     pub objects_requested: u32,
     /// Gossip messages published.
     pub gossiped: u32,
+    /// Peer exchange requests the node sent.
+    pub peer_requests: u32,
 }
 
 impl Counters {
@@ -87,6 +89,8 @@ pub struct HostileConfig {
     pub claim_all_chunks: bool,
     /// Encoded signed objects offered by anti-entropy.
     pub offered_objects: Vec<Vec<u8>>,
+    /// Records returned for peer exchange, with any addresses.
+    pub peer_records: Vec<PeerRecord>,
 }
 
 impl Default for HostileConfig {
@@ -105,6 +109,7 @@ impl Default for HostileConfig {
             chunk_mode: ChunkMode::Honest,
             claim_all_chunks: true,
             offered_objects: Vec::new(),
+            peer_records: Vec::new(),
         }
     }
 }
@@ -526,7 +531,10 @@ impl Actor {
             }
             SyncRequest::Have { .. } => SyncResponse::Have(Vec::new()),
             SyncRequest::Report(_) => SyncResponse::Refused("not an observer".into()),
-            SyncRequest::Peers => SyncResponse::Peers(Vec::new()),
+            SyncRequest::Peers => {
+                self.counters().peer_requests += 1;
+                SyncResponse::Peers(self.config.peer_records.clone())
+            }
             // Requests added to the protocol later are refused.
             #[allow(unreachable_patterns)]
             _ => SyncResponse::Refused("not supported by this peer".into()),
