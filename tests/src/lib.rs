@@ -718,6 +718,23 @@ pub fn open_meta_copy(data_dir: &Path, scratch: &Path) -> patchmesh_node::store:
         .unwrap_or_else(|e| panic!("sled database left by the kill does not open: {e}"))
 }
 
+/// Returns whether this process runs as root and finds every one of
+/// `tools`, as the tests that build network namespaces need.
+pub fn can_build_namespaces(tools: &[&str]) -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let found = tools.iter().all(|tool| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    root && found
+}
+
 /// Returns the first lines of a policy `id`, version 1, that expires in 30
 /// days; tests append its sections.
 pub fn policy_header(id: &str) -> String {

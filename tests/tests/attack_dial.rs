@@ -17,7 +17,7 @@ use std::time::Duration;
 use patchmesh_protocol::wire::PeerRecord;
 use patchmesh_tests::attack::{connect_hostile, peer_view};
 use patchmesh_tests::hostile::HostileConfig;
-use patchmesh_tests::{binaries, wait_until, Admin, Node, NodeOptions};
+use patchmesh_tests::{binaries, can_build_namespaces, wait_until, Admin, Node, NodeOptions};
 
 /// Set in the inner test's environment, so it runs only inside the
 /// namespace that the outer test built.
@@ -104,26 +104,9 @@ fn run(program: &str, args: &[&str]) {
     assert!(status.success(), "{program} {args:?} failed: {status}");
 }
 
-/// Returns whether this process may build namespaces and filter their
-/// traffic.
-fn can_build_namespaces() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let tools = ["ip", "iptables"].iter().all(|tool| {
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    root && tools
-}
-
 #[test]
 fn steered_peer_exchange_sends_nothing() {
-    if !can_build_namespaces() {
+    if !can_build_namespaces(&["ip", "iptables"]) {
         eprintln!("skipped: needs root, ip and iptables to build a network namespace");
         return;
     }

@@ -6,23 +6,7 @@
 use std::process::Command;
 use std::sync::Mutex;
 
-use patchmesh_tests::binaries;
-
-/// Whether this process may create network namespaces.
-fn can_build_namespaces() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let tools = ["ip", "tc"].iter().all(|tool| {
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    root && tools
-}
+use patchmesh_tests::{binaries, can_build_namespaces};
 
 /// Held while a scenario runs. The scenarios measure WAN bytes and times on
 /// shaped links, so they run one at a time rather than competing for the
@@ -36,7 +20,7 @@ fn run_scenario(script: &str, args: &[&str]) {
     let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !can_build_namespaces() {
+    if !can_build_namespaces(&["ip", "tc"]) {
         eprintln!("skipped {script}: needs root, ip and tc to build network namespaces");
         return;
     }
