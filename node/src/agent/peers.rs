@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use libp2p::connection_limits;
 use libp2p::swarm::{ConnectionId, ListenError};
 use libp2p::{Multiaddr, PeerId};
 use patchmesh_protocol::limits;
@@ -63,6 +64,8 @@ pub struct PeerView {
     pub wan: bool,
     /// Whether a connection to it is direct rather than through a relay.
     pub direct: bool,
+    /// Open connections to it, direct and relayed.
+    pub connections: usize,
     /// Penalty points for misbehaviour.
     pub penalty: i64,
     /// gossipsub score, when known.
@@ -71,13 +74,19 @@ pub struct PeerView {
 
 impl Agent {
     /// Counts an inbound connection that failed or was denied (over
-    /// `max_inbound_connections`), and logs at most one warning per
-    /// [`DENIED_WARNING_GAP`] with the number denied since the last one.
+    /// `max_inbound_connections` or the connections allowed per peer), and
+    /// logs at most one warning per [`DENIED_WARNING_GAP`] with the number
+    /// denied since the last one.
     pub(super) fn on_inbound_denied(&mut self, from: &Multiaddr, error: &ListenError) {
-        if !matches!(error, ListenError::Denied { .. }) {
+        let ListenError::Denied { cause } = error else {
             tracing::debug!(address = %from, %error, "inbound connection failed");
             return;
-        }
+        };
+        // The denial's own text is only "connection denied", so the log
+        // shows the text of the limit that was reached.
+        let reason = cause
+            .downcast_ref::<connection_limits::Exceeded>()
+            .map_or_else(|| cause.to_string(), ToString::to_string);
         let (count, last) = &mut self.denied_inbound;
         *count += 1;
         if last.is_some_and(|at| at.elapsed() < DENIED_WARNING_GAP) {
@@ -85,10 +94,11 @@ impl Agent {
         }
         tracing::warn!(
             address = %from,
-            %error,
+            %reason,
             denied = *count,
-            limit = self.config.max_inbound_connections,
-            "inbound connections denied (max_inbound_connections reached)"
+            max_inbound_connections = self.config.max_inbound_connections,
+            max_per_peer = limits::MAX_CONNECTIONS_PER_PEER,
+            "inbound connections denied by a connection limit"
         );
         *count = 0;
         *last = Some(Instant::now());
@@ -284,6 +294,7 @@ impl Agent {
                     observer: hello.observer,
                     wan: hello.wan,
                     direct: entry.has_direct(),
+                    connections: entry.connections.len(),
                     penalty: self.penalties.get(peer).copied().unwrap_or(0),
                     gossip_score: gossip.peer_score(peer),
                 }

@@ -194,10 +194,13 @@ pub fn build_swarm_with(
                 server
             });
             // Handshakes in progress are capped too, so a flood of half-open
-            // connections costs bounded memory.
+            // connections costs bounded memory. Connections per peer are
+            // capped so one peer id cannot multiply the per-connection
+            // stream limits.
             let limits = ConnectionLimits::default()
                 .with_max_established_incoming(Some(max_inbound_connections))
-                .with_max_pending_incoming(Some(max_inbound_connections.min(128)));
+                .with_max_pending_incoming(Some(max_inbound_connections.min(128)))
+                .with_max_established_per_peer(Some(limits::MAX_CONNECTIONS_PER_PEER));
             Ok(Behaviour {
                 limits: connection_limits::Behaviour::new(limits),
                 gossipsub,
