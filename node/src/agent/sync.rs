@@ -123,6 +123,9 @@ impl Agent {
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 tracing::warn!(peer = %peer, error = %failure_text(&error), "sync request from peer failed; stream closed");
+                // NOTE: a request frame that stalls until the 30 s timeout
+                // never gets here (request-response 0.30 only logs it at
+                // debug), so holding a frame half sent costs a peer nothing.
                 if matches!(error, request_response::InboundFailure::Io(_)) {
                     self.penalise(peer, 5, "malformed sync frame");
                 }
