@@ -1,6 +1,6 @@
 //! Attacks on a node that serves as a circuit relay, and on a node reached
-//! through one. They are a flood of reservations past the relay's cap, bulk
-//! data pushed through a circuit past its byte limit, and chunk requests
+//! through one. The tests flood the relay with reservations past its cap,
+//! push bulk data through a circuit past its byte limit, and request chunks
 //! over a relayed connection.
 //!
 //! Every node is a real `patchmesh-node` on loopback. The attackers are
@@ -26,7 +26,8 @@ const MIB: u64 = 1024 * KIB;
 /// How long a client waits for a reservation decision or a connection.
 const WAIT: Duration = Duration::from_secs(20);
 
-fn hello(host: &str) -> Hello {
+/// Builds the `Hello` a hostile client sends for `host`.
+fn hostile_hello(host: &str) -> Hello {
     Hello {
         host: host.into(),
         site: "site-a".into(),
@@ -35,19 +36,19 @@ fn hello(host: &str) -> Hello {
     }
 }
 
-fn client(host: &str) -> RelayClient {
-    RelayClient::start(hello(host)).expect("relay client starts")
+fn start_client(host: &str) -> RelayClient {
+    RelayClient::start(hostile_hello(host)).expect("failed to start relay client")
 }
 
 fn tcp_addr(node: &Node) -> &str {
     node.addrs
         .iter()
         .find(|addr| addr.contains("/tcp/"))
-        .expect("node listens on TCP")
+        .expect("node has no TCP listen address")
 }
 
 fn node_id(node: &Node) -> PeerId {
-    node.peer.parse().expect("peer id")
+    node.peer.parse().expect("invalid node peer id")
 }
 
 /// Starts a relay server with `relay`'s limits.
@@ -76,22 +77,23 @@ fn start_behind_relay(admin: &Admin, host: &str, relay: &Node) -> Node {
 }
 
 /// Reads `VmRSS` of `/proc/PID/status`, in bytes.
-fn vm_rss(pid: u32) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+fn read_vm_rss(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("failed to read /proc status");
     let line = text
         .lines()
         .find(|line| line.starts_with("VmRSS:"))
-        .expect("VmRSS line");
+        .expect("VmRSS line not found");
     let kib: u64 = line
         .split_whitespace()
         .nth(1)
         .and_then(|n| n.parse().ok())
-        .expect("VmRSS in kB");
+        .expect("invalid VmRSS value");
     kib * KIB
 }
 
 /// Waits until `counter` has not changed for 300 ms and returns it.
-fn settled(counter: &AtomicU64) -> u64 {
+fn wait_until_settled(counter: &AtomicU64) -> u64 {
     let mut last = counter.load(Ordering::Relaxed);
     loop {
         std::thread::sleep(Duration::from_millis(300));
@@ -103,10 +105,10 @@ fn settled(counter: &AtomicU64) -> u64 {
     }
 }
 
-/// Reservations the relay takes in the flood test, the honest one included.
+/// Maximum reservations of the relay in the flood test, the honest one included.
 const RESERVATION_CAP: usize = 4;
 
-/// Hostile identities that request a reservation after the honest node.
+/// Number of hostile identities that request a reservation after the honest node.
 const FLOOD_IDENTITIES: usize = 8;
 
 #[test]
@@ -127,19 +129,20 @@ fn reservation_flood_keeps_honest_reservation() {
     // Each identity requests once, one after the other, so the first ones fill
     // the slots the honest node left and every later one is denied.
     let flood: Vec<RelayClient> = (0..FLOOD_IDENTITIES)
-        .map(|i| client(&format!("flood-{i}")))
+        .map(|i| start_client(&format!("flood-{i}")))
         .collect();
     let mut accepted = Vec::new();
     let mut denied = Vec::new();
     for hostile in &flood {
         match hostile
             .reserve(tcp_addr(&relay), WAIT)
-            .expect("relay decides")
+            .expect("relay sent no reservation decision")
         {
             Reservation::Accepted => accepted.push(hostile.peer_id()),
             Reservation::Denied(error) => denied.push((hostile.peer_id(), error)),
         }
     }
+
     assert_eq!(
         accepted,
         flood
@@ -165,20 +168,29 @@ fn reservation_flood_keeps_honest_reservation() {
 
     // A peer that can reach the honest node only through the relay still
     // gets its policy there, with every slot taken by the flood.
-    let reader = client("reader");
+    let reader = start_client("reader");
     reader
         .connect_via(tcp_addr(&relay), node_id(&honest), WAIT)
-        .expect("circuit to the honest node");
-    let connections = reader.connections(node_id(&honest)).expect("connections");
+        .expect("failed to open a circuit to the honest node");
+    let connections = reader
+        .connections(node_id(&honest))
+        .expect("failed to list connections");
     assert!(
-        !connections.is_empty() && connections.iter().all(is_relayed),
+        !connections.is_empty(),
+        "the reader has no connection to the honest node"
+    );
+    assert!(
+        connections.iter().all(is_relayed),
         "the reader reaches the honest node only through the relay: {connections:?}"
     );
-    let policy = std::fs::read(&policy_path).expect("read policy");
-    let policy_id = Signed::from_bytes(&policy).expect("signed policy").id();
+
+    let policy = std::fs::read(&policy_path).expect("failed to read policy");
+    let policy_id = Signed::from_bytes(&policy)
+        .expect("invalid signed policy")
+        .id();
     let summary = reader
         .sync(node_id(&honest), SyncRequest::Summary)
-        .expect("summary through the circuit");
+        .expect("summary request through the circuit failed");
     let SyncResponse::Summary(entries) = summary else {
         panic!("expected a summary, got {summary:?}");
     };
@@ -188,7 +200,7 @@ fn reservation_flood_keeps_honest_reservation() {
     );
     let objects = reader
         .sync(node_id(&honest), SyncRequest::Get(vec![policy_id]))
-        .expect("policy through the circuit");
+        .expect("policy request through the circuit failed");
     assert!(
         matches!(&objects, SyncResponse::Objects(list) if list == &vec![policy.clone()]),
         "the honest node sends its policy through the circuit: {objects:?}"
@@ -206,12 +218,13 @@ const CIRCUIT_BYTES: u64 = 256 * KIB;
 /// Bytes each hostile sender tries to push through its circuit.
 const PUSH_BYTES: u64 = 32 * MIB;
 
-/// Hostile sender and receiver pairs pushing at once.
+/// Number of hostile sender and receiver pairs pushing at once.
 const PAIRS: usize = 3;
 
-/// Growth of the relay's `VmRSS` accepted across the pushes: Yamux and
-/// Noise buffers of the circuits, and allocator slack. It is an estimate.
-/// Without the byte limit the relay would carry `PAIRS` x `PUSH_BYTES`.
+/// Maximum growth of the relay's `VmRSS` across the pushes. It covers the
+/// Yamux and Noise buffers of the circuits and allocator slack, and is an
+/// estimate. Without the byte limit the relay would carry `PAIRS` x
+/// `PUSH_BYTES`.
 const RSS_SLACK: u64 = 24 * MIB;
 
 #[test]
@@ -224,21 +237,22 @@ fn bulk_push_is_cut_at_circuit_limit() {
             ..RelayConfig::default()
         },
     );
-    let relay_pid = relay.pid().expect("relay runs");
+    let relay_pid = relay.pid().expect("relay process is not running");
+
     let mut pairs = Vec::new();
     for i in 0..PAIRS {
-        let receiver = client(&format!("sink-{i}"));
+        let receiver = start_client(&format!("sink-{i}"));
         let reservation = receiver
             .reserve(tcp_addr(&relay), WAIT)
-            .expect("relay decides");
+            .expect("relay sent no reservation decision");
         assert_eq!(reservation, Reservation::Accepted);
-        let sender = client(&format!("source-{i}"));
+        let sender = start_client(&format!("source-{i}"));
         sender
             .connect_via(tcp_addr(&relay), receiver.peer_id(), WAIT)
-            .expect("circuit to the receiver");
+            .expect("failed to open a circuit to the receiver");
         pairs.push((sender, receiver));
     }
-    let rss_before = vm_rss(relay_pid);
+    let rss_before = read_vm_rss(relay_pid);
 
     let started = Instant::now();
     let pushes: Vec<_> = std::thread::scope(|scope| {
@@ -248,23 +262,23 @@ fn bulk_push_is_cut_at_circuit_limit() {
                 scope.spawn(|| {
                     sender
                         .push(receiver.peer_id(), PUSH_BYTES)
-                        .expect("push ends")
+                        .expect("push did not end")
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("push thread"))
+            .map(|handle| handle.join().expect("push thread panicked"))
             .collect()
     });
     let elapsed = started.elapsed();
-    let rss_after = vm_rss(relay_pid);
+    let rss_after = read_vm_rss(relay_pid);
     eprintln!(
-        "{PAIRS} pushes of {PUSH_BYTES} bytes ended after {elapsed:?}; relay VmRSS {rss_before} -> {rss_after} bytes"
+        "{PAIRS} pushes of {PUSH_BYTES} bytes ended after {elapsed:?}, relay VmRSS {rss_before} -> {rss_after} bytes"
     );
 
     for ((sender, receiver), push) in pairs.iter().zip(&pushes) {
-        let received = settled(&receiver.bulk().received);
+        let received = wait_until_settled(&receiver.bulk().received);
         let sent = sender.bulk().sent.load(Ordering::Relaxed);
         eprintln!(
             "pair {}: sent {sent}, received {received}, push {push:?}",
@@ -272,6 +286,7 @@ fn bulk_push_is_cut_at_circuit_limit() {
         );
         assert!(push.is_err(), "the push was not cut: {push:?}");
         assert!(sent < PUSH_BYTES, "the sender wrote the whole push");
+
         // The limit counts the circuit's Noise and Yamux framing too, and
         // the receiver loses what it had not read when the relay cut the
         // circuit, so a varying amount below the limit arrives.
@@ -280,6 +295,7 @@ fn bulk_push_is_cut_at_circuit_limit() {
             "{received} bytes got through a circuit limited to {CIRCUIT_BYTES}"
         );
         assert!(received > 0, "no byte got through the circuit");
+
         // The relay logs this error only once it has forwarded more than
         // the limit, so the cut came at the limit and not earlier.
         wait_log_line(
@@ -291,6 +307,7 @@ fn bulk_push_is_cut_at_circuit_limit() {
             ],
         );
     }
+
     assert!(
         rss_after <= rss_before + RSS_SLACK,
         "relay VmRSS grew from {rss_before} to {rss_after} bytes"
@@ -305,39 +322,41 @@ fn chunks_not_served_over_relayed_connection() {
     let payload = random_bytes(40_000);
     let patch = admin.add_patch("held", &payload, 64 * 1024);
     admin.publish_ok(&target.url, &[&patch.dir]);
+
     // The payload fits in one chunk, so that chunk is the payload.
     let names = patch_chunk_names(&patch);
     assert_eq!(names.len(), 1, "one chunk: {names:?}");
     let hash: Hash = names
         .first()
         .and_then(|name| name.parse().ok())
-        .expect("chunk files are named by hash");
+        .expect("chunk file name is not a valid hash");
 
-    let hostile = client("chunk-thief");
+    let hostile = start_client("chunk-thief");
     hostile
         .connect_via(tcp_addr(&relay), node_id(&target), WAIT)
-        .expect("circuit to the target");
+        .expect("failed to open a circuit to the target");
     let reply = hostile
         .request_chunk(node_id(&target), hash)
-        .expect("chunk request ends");
+        .expect("chunk request did not end");
     match &reply {
         Err(error) => assert!(
             error.contains("UnsupportedProtocols"),
             "the chunk request failed for another reason: {error}"
         ),
-        Ok(reply) => panic!("the target answered a chunk request over a circuit: {reply:?}"),
+        Ok(reply) => panic!("the target served a chunk request over a circuit: {reply:?}"),
     }
-    // The circuit itself still works: sync requests are served on it.
+
+    // Sync requests are still served on the circuit, so the circuit itself works.
     let summary = hostile
         .sync(node_id(&target), SyncRequest::Summary)
-        .expect("summary through the circuit");
+        .expect("summary request through the circuit failed");
     assert!(matches!(summary, SyncResponse::Summary(_)), "{summary:?}");
 
-    // The same request over a direct connection is served, so the refusal
-    // above comes from the circuit, not from the request.
+    // The same request over a direct connection is served, so the rejection
+    // above comes from the circuit and not from the request.
     hostile
         .connect_direct(tcp_addr(&target), node_id(&target), WAIT)
-        .expect("direct connection to the target");
+        .expect("failed to connect directly to the target");
     wait_until("the target to close the redundant circuit", WAIT, || {
         let connections = hostile.connections(node_id(&target)).ok()?;
         connections
@@ -347,7 +366,7 @@ fn chunks_not_served_over_relayed_connection() {
     });
     let direct = hostile
         .request_chunk(node_id(&target), hash)
-        .expect("chunk request ends");
+        .expect("chunk request did not end");
     match direct {
         Ok(ChunkReply::Data(bytes)) => assert_eq!(bytes, payload),
         other => panic!("the target did not serve the chunk directly: {other:?}"),
