@@ -1,6 +1,6 @@
-//! Dial steering against a running node: a hostile peer replies to peer
-//! exchange with records that point at hosts outside the fleet, and the
-//! node must send nothing to them.
+//! Tests dial steering against a running node. A hostile peer replies to
+//! peer exchange with records that point at hosts outside the fleet, and
+//! the node must send nothing to them.
 //!
 //! The proof is a packet count, not a log line. The outer test builds a
 //! network namespace with loopback, a default route into a veth pair and
@@ -9,7 +9,7 @@
 //! namespace, where the node, a second honest node and the hostile peer
 //! all live on loopback. Whatever the node tried to send off loopback over
 //! IPv4 shows in the counter and never leaves the namespace. IPv6 has no
-//! route there, so a dial to the IPv6 record fails before any packet.
+//! route there, so a dial to the IPv6 record fails before any packet is sent.
 
 use std::process::Command;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use patchmesh_tests::attack::{connect_hostile, peer_view};
 use patchmesh_tests::hostile::HostileConfig;
 use patchmesh_tests::{binaries, can_build_namespaces, wait_until, Admin, Node, NodeOptions};
 
-/// Set in the inner test's environment, so it runs only inside the
+/// Environment variable set for the inner test, so it runs only inside the
 /// namespace that the outer test built.
 const INSIDE_NAMESPACE: &str = "PATCHMESH_DIAL_STEERING_NAMESPACE";
 
@@ -32,7 +32,7 @@ const STEERED: [&str; 4] = [
     "/dns4/updates.example.com/tcp/443",
 ];
 
-/// Seconds the node has to act on the records before the count is read.
+/// Time the node has to act on the records before the packet count is read.
 const SETTLE: Duration = Duration::from_secs(5);
 
 /// A network namespace removed on drop.
@@ -41,11 +41,12 @@ struct Namespace {
 }
 
 impl Namespace {
-    /// Builds the namespace: loopback up, a veth pair with the default
-    /// route, and the counting drop rule.
+    /// Builds the namespace with loopback up, a veth pair that carries the
+    /// default route, and the counting drop rule.
     fn create(name: &str) -> Namespace {
         run("ip", &["netns", "add", name]);
         let namespace = Namespace { name: name.into() };
+
         let inner = format!("{name}-a");
         let outer = format!("{name}-b");
         namespace.exec(&["ip", "link", "set", "lo", "up"]);
@@ -67,23 +68,24 @@ impl Namespace {
         run("ip", &args);
     }
 
-    /// Packets the drop rule counted.
+    /// Reads the number of packets the drop rule counted.
     fn dropped_packets(&self) -> u64 {
         let output = Command::new("ip")
             .args(["netns", "exec", &self.name])
             .args(["iptables", "-L", "OUTPUT", "-v", "-n", "-x"])
             .output()
-            .expect("iptables runs");
+            .expect("failed to run iptables");
         assert!(output.status.success(), "iptables -L failed: {output:?}");
+
         let text = String::from_utf8_lossy(&output.stdout);
         let rule = text
             .lines()
             .find(|line| line.contains("DROP"))
-            .unwrap_or_else(|| panic!("drop rule not listed:\n{text}"));
+            .unwrap_or_else(|| panic!("drop rule not found in iptables output:\n{text}"));
         rule.split_whitespace()
             .next()
             .and_then(|count| count.parse().ok())
-            .unwrap_or_else(|| panic!("no packet count in {rule:?}"))
+            .unwrap_or_else(|| panic!("packet count missing in drop rule {rule:?}"))
     }
 }
 
@@ -100,7 +102,7 @@ fn run(program: &str, args: &[&str]) {
     let status = Command::new(program)
         .args(args)
         .status()
-        .unwrap_or_else(|e| panic!("{program} does not run: {e}"));
+        .unwrap_or_else(|error| panic!("failed to start {program}: {error}"));
     assert!(status.success(), "{program} {args:?} failed: {status}");
 }
 
@@ -110,10 +112,12 @@ fn steered_peer_exchange_sends_nothing() {
         eprintln!("skipped: needs root, ip and iptables to build a network namespace");
         return;
     }
-    // Built here, outside the namespace, so the inner test finds them.
+
+    // Build the node binaries here, outside the namespace, so the inner test
+    // finds them.
     binaries();
     let namespace = Namespace::create(&format!("pmdt-{}", std::process::id()));
-    let exe = std::env::current_exe().expect("the test executable has a path");
+    let exe = std::env::current_exe().expect("test executable path not found");
     let inner = Command::new("ip")
         .args(["netns", "exec", &namespace.name])
         .arg(exe)
@@ -121,7 +125,7 @@ fn steered_peer_exchange_sends_nothing() {
         .args(["--ignored", "--nocapture"])
         .env(INSIDE_NAMESPACE, &namespace.name)
         .output()
-        .expect("the inner test runs");
+        .expect("failed to start the inner test");
 
     let stdout = String::from_utf8_lossy(&inner.stdout);
     let stderr = String::from_utf8_lossy(&inner.stderr);
@@ -148,6 +152,7 @@ fn steered_records_inside_namespace() {
         eprintln!("skipped: runs only inside the namespace of steered_peer_exchange_sends_nothing");
         return;
     }
+
     let admin = Admin::new();
     let target = Node::start(&admin, NodeOptions::new("target", "site-a"));
     let honest = Node::start(&admin, NodeOptions::new("honest", "site-a"));
@@ -155,7 +160,7 @@ fn steered_records_inside_namespace() {
     // The honest node's record mixes steered addresses with its real
     // loopback ones, so the node must pick the loopback ones. The fake
     // peer is reachable only at steered addresses.
-    let mut honest_addrs: Vec<String> = STEERED.iter().map(|a| a.to_string()).collect();
+    let mut honest_addrs: Vec<String> = STEERED.iter().map(|addr| addr.to_string()).collect();
     honest_addrs.extend(honest.addrs.iter().cloned());
     let fake = libp2p::PeerId::random().to_string();
     let records = vec![
@@ -166,7 +171,7 @@ fn steered_records_inside_namespace() {
         },
         PeerRecord {
             peer: fake.clone(),
-            addrs: STEERED.iter().map(|a| a.to_string()).collect(),
+            addrs: STEERED.iter().map(|addr| addr.to_string()).collect(),
             site: "site-a".into(),
         },
     ];
@@ -178,8 +183,8 @@ fn steered_records_inside_namespace() {
         },
     );
 
-    // The records work where they are honest: the target meets the honest
-    // node only through the hostile peer's records.
+    // The target meets the honest node only through the hostile peer's
+    // records, so the honest parts of those records work.
     wait_until(
         "the target connects to the honest node",
         Duration::from_secs(30),
@@ -187,12 +192,13 @@ fn steered_records_inside_namespace() {
     );
     assert!(
         hostile.counters().peer_requests > 0,
-        "the target never asked the hostile peer for peers"
+        "the target never requested peers from the hostile peer"
     );
+
     std::thread::sleep(SETTLE);
     assert!(
         peer_view(&target, &fake).is_none(),
         "the target lists the peer that only steered addresses reach"
     );
-    println!("target connected to the honest node through the records; fake peer not connected");
+    println!("target connected to the honest node through the records, fake peer not connected");
 }
