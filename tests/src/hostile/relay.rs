@@ -28,7 +28,7 @@ mod bulk;
 
 pub use bulk::{BulkCounters, BULK_PROTOCOL};
 
-/// How long a bulk push, sync or chunk request may take. The relay is
+/// Maximum time a bulk push, sync or chunk request may take. The relay is
 /// expected to cut a push long before.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -85,12 +85,12 @@ impl RelayClient {
         })
     }
 
-    /// This client's id.
+    /// Returns this client's peer id.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
     }
 
-    /// Bulk byte counts so far.
+    /// Returns the bulk byte counters of this client.
     pub fn bulk(&self) -> &BulkCounters {
         &self.bulk
     }
@@ -98,7 +98,7 @@ impl RelayClient {
     /// Requests a reservation on the relay at `relay` (loopback, ending in
     /// `/p2p/RELAY`) and waits for the relay's decision.
     pub fn reserve(&self, relay: &str, timeout: Duration) -> anyhow::Result<Reservation> {
-        let relay = loopback_addr(relay)?;
+        let relay = parse_loopback_addr(relay)?;
         let (tx, rx) = oneshot::channel();
         self.send(Command::Reserve(relay, tx))?;
         wait_reply(rx, timeout, "reservation")
@@ -107,7 +107,7 @@ impl RelayClient {
     /// Dials `peer` through a circuit of the relay at `relay` (loopback,
     /// ending in `/p2p/RELAY`) and waits until the connection is up.
     pub fn connect_via(&self, relay: &str, peer: PeerId, timeout: Duration) -> anyhow::Result<()> {
-        let circuit = loopback_addr(relay)?
+        let circuit = parse_loopback_addr(relay)?
             .with(Protocol::P2pCircuit)
             .with(Protocol::P2p(peer));
         self.send(Command::Dial(circuit))?;
@@ -122,12 +122,12 @@ impl RelayClient {
         peer: PeerId,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        self.send(Command::Dial(loopback_addr(addr)?))?;
+        self.send(Command::Dial(parse_loopback_addr(addr)?))?;
         self.wait_connection(peer, timeout, false)
     }
 
-    /// Remote addresses of the open connections to `peer`; a relayed one
-    /// contains `/p2p-circuit`.
+    /// Returns the remote addresses of the open connections to `peer`. A
+    /// relayed address contains `/p2p-circuit`.
     pub fn connections(&self, peer: PeerId) -> anyhow::Result<Vec<Multiaddr>> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Connections(peer, tx))?;
@@ -138,12 +138,12 @@ impl RelayClient {
     pub fn sync(&self, peer: PeerId, request: SyncRequest) -> anyhow::Result<SyncResponse> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Sync(peer, request, tx))?;
-        wait_reply(rx, REQUEST_TIMEOUT, "sync response")?.map_err(|e| anyhow::anyhow!(e))
+        wait_reply(rx, REQUEST_TIMEOUT, "sync response")?.map_err(|error| anyhow::anyhow!(error))
     }
 
     /// Requests chunk `hash` from `peer`. The outer error means the client
-    /// stopped; the inner one is the request's failure, such as
-    /// `UnsupportedProtocols`.
+    /// stopped or no response arrived in time. The inner error is the
+    /// request's failure, such as `UnsupportedProtocols`.
     pub fn request_chunk(
         &self,
         peer: PeerId,
@@ -163,6 +163,8 @@ impl RelayClient {
         wait_reply(rx, REQUEST_TIMEOUT + Duration::from_secs(5), "bulk push")
     }
 
+    /// Polls until `peer` has a connection of the requested kind (relayed or
+    /// direct), or fails after `timeout`.
     fn wait_connection(
         &self,
         peer: PeerId,
@@ -181,7 +183,7 @@ impl RelayClient {
             std::thread::sleep(Duration::from_millis(50));
         }
         let kind = if relayed { "relayed" } else { "direct" };
-        anyhow::bail!("no {kind} connection to {peer} after {timeout:?}")
+        anyhow::bail!("timed out after {timeout:?} waiting for a {kind} connection to {peer}")
     }
 
     fn send(&self, command: Command) -> anyhow::Result<()> {
@@ -200,7 +202,8 @@ impl Drop for RelayClient {
     }
 }
 
-fn loopback_addr(text: &str) -> anyhow::Result<Multiaddr> {
+/// Parses `text` as a multiaddr and rejects any address that is not loopback.
+fn parse_loopback_addr(text: &str) -> anyhow::Result<Multiaddr> {
     let addr: Multiaddr = text
         .parse()
         .with_context(|| format!("invalid multiaddr {text:?}"))?;
@@ -211,17 +214,22 @@ fn loopback_addr(text: &str) -> anyhow::Result<Multiaddr> {
     Ok(addr)
 }
 
-/// Waits up to `timeout` for the reply on `rx`.
-fn wait_reply<T>(mut rx: oneshot::Receiver<T>, timeout: Duration, what: &str) -> anyhow::Result<T> {
+/// Waits up to `timeout` for the reply on `rx`. `reply_name` names the reply
+/// in error messages.
+fn wait_reply<T>(
+    mut rx: oneshot::Receiver<T>,
+    timeout: Duration,
+    reply_name: &str,
+) -> anyhow::Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
         match rx.try_recv() {
             Ok(value) => return Ok(value),
             Err(oneshot::error::TryRecvError::Closed) => {
-                anyhow::bail!("relay client stopped before the {what}")
+                anyhow::bail!("relay client stopped before the {reply_name} arrived")
             }
             Err(oneshot::error::TryRecvError::Empty) if Instant::now() >= deadline => {
-                anyhow::bail!("no {what} after {timeout:?}")
+                anyhow::bail!("timed out after {timeout:?} waiting for the {reply_name}")
             }
             Err(oneshot::error::TryRecvError::Empty) => {
                 std::thread::sleep(Duration::from_millis(20))

@@ -20,6 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::bulk::{BulkCodec, BulkCounters, BULK_PROTOCOL};
 use super::{Command, Reservation, REQUEST_TIMEOUT};
 
+/// Network behaviour of the relay client: the relay client protocol plus
+/// the sync, chunk and bulk request-response protocols.
 #[derive(NetworkBehaviour)]
 pub(super) struct ClientBehaviour {
     relay: relay::client::Behaviour,
@@ -28,6 +30,7 @@ pub(super) struct ClientBehaviour {
     bulk: request_response::Behaviour<BulkCodec>,
 }
 
+/// Builds the client swarm over TCP (Noise, Yamux) and relay circuits.
 pub(super) fn build(
     keypair: Keypair,
     bulk: Arc<BulkCounters>,
@@ -65,11 +68,14 @@ pub(super) fn build(
                 config.clone(),
             ),
         })?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .with_swarm_config(|swarm_config| {
+            swarm_config.with_idle_connection_timeout(Duration::from_secs(120))
+        })
         .build();
     Ok(swarm)
 }
 
+/// State of the task that owns the swarm and the callers' pending replies.
 pub(super) struct Actor {
     swarm: Swarm<ClientBehaviour>,
     hello: Hello,
@@ -77,8 +83,11 @@ pub(super) struct Actor {
     connections: HashMap<ConnectionId, (PeerId, Multiaddr)>,
     /// Circuit listeners waiting for the relay's decision.
     reservations: HashMap<ListenerId, (PeerId, oneshot::Sender<Reservation>)>,
+    /// Reply senders of pending sync requests.
     syncs: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
+    /// Reply senders of pending chunk requests.
     chunks: HashMap<OutboundRequestId, oneshot::Sender<Result<ChunkReply, String>>>,
+    /// Reply senders of pending bulk pushes.
     pushes: HashMap<OutboundRequestId, oneshot::Sender<Result<u64, String>>>,
 }
 
@@ -95,6 +104,8 @@ impl Actor {
         }
     }
 
+    /// Drives the swarm and runs commands until `Stop` arrives or every
+    /// command sender is gone.
     pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         loop {
             tokio::select! {
@@ -111,15 +122,15 @@ impl Actor {
         match command {
             Command::Reserve(relay, reply) => self.reserve(relay, reply),
             Command::Dial(addr) => {
-                if let Err(e) = self.swarm.dial(addr.clone()) {
-                    eprintln!("relay client: dial {addr} failed: {e}");
+                if let Err(error) = self.swarm.dial(addr.clone()) {
+                    eprintln!("relay client: dial {addr} failed: {error}");
                 }
             }
             Command::Connections(peer, reply) => {
                 let addrs = self
                     .connections
                     .values()
-                    .filter(|(p, _)| *p == peer)
+                    .filter(|(connected, _)| *connected == peer)
                     .map(|(_, addr)| addr.clone())
                     .collect();
                 let _ = reply.send(addrs);
@@ -148,6 +159,8 @@ impl Actor {
         }
     }
 
+    /// Listens on a circuit of `relay`, which makes the relay client request
+    /// a reservation, and keeps `reply` until the relay decides.
     fn reserve(&mut self, relay: Multiaddr, reply: oneshot::Sender<Reservation>) {
         let Some(Protocol::P2p(relay_peer)) = relay.iter().last() else {
             let _ = reply.send(Reservation::Denied(format!(
@@ -159,8 +172,10 @@ impl Actor {
             Ok(listener) => {
                 self.reservations.insert(listener, (relay_peer, reply));
             }
-            Err(e) => {
-                let _ = reply.send(Reservation::Denied(format!("cannot listen: {e}")));
+            Err(error) => {
+                let _ = reply.send(Reservation::Denied(format!(
+                    "failed to listen on a circuit of {relay_peer}: {error}"
+                )));
             }
         }
     }
@@ -199,7 +214,7 @@ impl Actor {
                 if let Some((_, reply)) = self.reservations.remove(&listener_id) {
                     let text = match reason {
                         Ok(()) => "listener closed".to_string(),
-                        Err(e) => format!("{e}: {e:?}"),
+                        Err(error) => format!("{error}: {error:?}"),
                     };
                     let _ = reply.send(Reservation::Denied(text));
                 }
@@ -265,9 +280,10 @@ impl Actor {
     }
 }
 
-/// Passes the response or failure of an outbound request to its waiter.
+/// Passes the response or failure of an outbound request to the caller
+/// waiting for it.
 fn on_outbound<Req, Resp>(
-    waiting: &mut HashMap<OutboundRequestId, oneshot::Sender<Result<Resp, String>>>,
+    pending: &mut HashMap<OutboundRequestId, oneshot::Sender<Result<Resp, String>>>,
     event: request_response::Event<Req, Resp>,
 ) {
     match event {
@@ -279,14 +295,14 @@ fn on_outbound<Req, Resp>(
                 },
             ..
         } => {
-            if let Some(reply) = waiting.remove(&request_id) {
+            if let Some(reply) = pending.remove(&request_id) {
                 let _ = reply.send(Ok(response));
             }
         }
         request_response::Event::OutboundFailure {
             request_id, error, ..
         } => {
-            if let Some(reply) = waiting.remove(&request_id) {
+            if let Some(reply) = pending.remove(&request_id) {
                 let _ = reply.send(Err(format!("{error}: {error:?}")));
             }
         }

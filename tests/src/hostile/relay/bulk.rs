@@ -10,13 +10,14 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::request_response;
 use libp2p::StreamProtocol;
 
-/// Protocol of the bulk stream: the sender writes bytes until it has
+/// Protocol name of the bulk stream. The sender writes bytes until it has
 /// written the requested count or the stream breaks, and the receiver reads
 /// until the end of the stream. Nodes do not speak it. Two clients use it
 /// through a relay circuit, so the relay carries every byte.
 pub const BULK_PROTOCOL: &str = "/patchmesh-test/bulk/1";
 
-/// Bytes per write of the bulk sender and per read of the receiver.
+/// Block size in bytes of each write of the bulk sender and each read of the
+/// receiver.
 const BULK_BLOCK: usize = 64 * 1024;
 
 /// Byte counts of the bulk protocol, for assertions.
@@ -30,6 +31,8 @@ pub struct BulkCounters {
     pub received: AtomicU64,
 }
 
+/// Codec of the bulk protocol. The request travels as that many filler
+/// bytes, and the response is the receiver's count as 8 big-endian bytes.
 #[derive(Clone)]
 pub(super) struct BulkCodec {
     pub(super) counters: Arc<BulkCounters>,
@@ -37,9 +40,9 @@ pub(super) struct BulkCodec {
 
 impl request_response::Codec for BulkCodec {
     type Protocol = StreamProtocol;
-    /// Bytes to push.
+    /// Number of bytes to push.
     type Request = u64;
-    /// Bytes the receiver read.
+    /// Number of bytes the receiver read.
     type Response = u64;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
