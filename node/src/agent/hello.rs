@@ -1,5 +1,5 @@
-//! Hello sequence numbers: the counter this node stamps its hellos with,
-//! and the rule that keeps only the newest hello of each peer.
+//! Hello sequence numbers. This module has the counter this node stamps its
+//! hellos with, and the rule that keeps only the newest hello of each peer.
 //!
 //! A hello request and the reply to another hello travel on separate
 //! streams, so a hello made before the sender's WAN duty changed can
@@ -77,7 +77,7 @@ mod tests {
     }
 
     fn stored_wan(entry: &PeerEntry) -> Option<bool> {
-        entry.hello.as_ref().map(|h| h.wan)
+        entry.hello.as_ref().map(|stored| stored.wan)
     }
 
     #[test]
@@ -90,7 +90,7 @@ mod tests {
     #[test]
     fn reply_overtaken_by_newer_hello_is_ignored() {
         // The peer replied to a hello (without WAN duty), then gained WAN
-        // duty and sent a new hello; the new one arrives first.
+        // duty and sent a new hello. The new one arrives first.
         let sender = HelloSeq::starting_now();
         let reply = hello(sender.next(), false);
         let newer = hello(sender.next(), true);
@@ -134,11 +134,13 @@ mod tests {
     fn counter_starts_at_current_time_and_rises() {
         let before = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .expect("clock after 1970")
+            .expect("system clock is before 1970")
             .as_millis() as u64;
+
         let counter = HelloSeq::starting_now();
         let first = counter.next();
         let second = counter.next();
+
         assert!(first > before, "first number {first} not above {before}");
         assert!(second > first, "second number {second} not above {first}");
     }
