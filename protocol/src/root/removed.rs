@@ -13,6 +13,7 @@ use crate::root::{Role, Root};
 /// are known, so a key removed before the first root recorded is not listed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RemovedKeys {
+    /// Version of the root that removed each key, by role and key.
     removed_by: BTreeMap<(Role, KeyId), u64>,
 }
 
@@ -28,20 +29,20 @@ impl RemovedKeys {
                     .map(|rule| rule.keys.clone())
                     .unwrap_or_default()
             };
-            let after = keys_of(next);
+            let next_keys = keys_of(next);
             for key in keys_of(previous) {
-                if !after.contains(&key) {
+                if !next_keys.contains(&key) {
                     self.removed_by.insert((role, key), next.version);
                 }
             }
-            for key in after {
+            for key in next_keys {
                 self.removed_by.remove(&(role, key));
             }
         }
     }
 
-    /// Version of the root that removed `key` from `role`, if a recorded
-    /// rotation did.
+    /// Returns the version of the root that removed `key` from `role`, if a
+    /// recorded rotation did.
     pub fn removed_by(&self, role: Role, key: &KeyId) -> Option<u64> {
         self.removed_by.get(&(role, *key)).copied()
     }
@@ -61,10 +62,9 @@ impl RemovedKeys {
         else {
             return error;
         };
-        let removed = signed
-            .signatures
-            .iter()
-            .find_map(|s| Some((s.key_id, self.removed_by(role, &s.key_id)?)));
+        let removed = signed.signatures.iter().find_map(|signature| {
+            Some((signature.key_id, self.removed_by(role, &signature.key_id)?))
+        });
         match removed {
             Some((key, removed_by)) => VerifyError::RemovedKey {
                 kind,
@@ -88,15 +88,16 @@ mod tests {
     use crate::keys::SecretKey;
     use crate::root::RoleKeys;
 
-    /// Builds root `version` that lists `all` and gives every role `signers`.
-    fn root(version: u64, all: &[&SecretKey], signers: &[&SecretKey]) -> Root {
-        let ids: Vec<KeyId> = signers.iter().map(|k| k.id()).collect();
+    /// Builds root `version` that lists the keys `listed` and gives every
+    /// role the keys `signers`.
+    fn root(version: u64, listed: &[&SecretKey], signers: &[&SecretKey]) -> Root {
+        let ids: Vec<KeyId> = signers.iter().map(|key| key.id()).collect();
         Root {
             fleet: "test".into(),
             version,
             issued: Timestamp::UNIX_EPOCH,
             expires: Timestamp::UNIX_EPOCH + SignedDuration::from_hours(1),
-            keys: all.iter().map(|k| (k.id(), k.public())).collect(),
+            keys: listed.iter().map(|key| (key.id(), key.public())).collect(),
             roles: Role::ALL
                 .iter()
                 .map(|role| {
@@ -112,54 +113,62 @@ mod tests {
 
     #[test]
     fn record_tracks_removal_and_return() {
-        let kept = SecretKey::generate();
-        let gone = SecretKey::generate();
-        let v1 = root(1, &[&kept, &gone], &[&kept, &gone]);
-        let v2 = root(2, &[&kept, &gone], &[&kept]);
-        let v3 = root(3, &[&kept, &gone], &[&kept]);
-        let v4 = root(4, &[&kept, &gone], &[&kept, &gone]);
+        let retained_key = SecretKey::generate();
+        let removed_key = SecretKey::generate();
+        let both = [&retained_key, &removed_key];
+        let v1 = root(1, &both, &both);
+        let v2 = root(2, &both, &[&retained_key]);
+        let v3 = root(3, &both, &[&retained_key]);
+        let v4 = root(4, &both, &both);
         let mut removed = RemovedKeys::default();
 
         removed.record(&v1, &v2);
-        assert_eq!(removed.removed_by(Role::Policy, &gone.id()), Some(2));
-        assert_eq!(removed.removed_by(Role::Policy, &kept.id()), None);
+        assert_eq!(removed.removed_by(Role::Policy, &removed_key.id()), Some(2));
+        assert_eq!(removed.removed_by(Role::Policy, &retained_key.id()), None);
+
         removed.record(&v2, &v3);
         assert_eq!(
-            removed.removed_by(Role::Patch, &gone.id()),
+            removed.removed_by(Role::Patch, &removed_key.id()),
             Some(2),
             "a later rotation keeps the version that removed the key"
         );
+
         removed.record(&v3, &v4);
-        assert_eq!(removed.removed_by(Role::Patch, &gone.id()), None);
+        assert_eq!(removed.removed_by(Role::Patch, &removed_key.id()), None);
     }
 
     #[test]
     fn explain_names_removing_root() {
-        let kept = SecretKey::generate();
-        let gone = SecretKey::generate();
-        let stranger = SecretKey::generate();
-        let v1 = root(1, &[&kept, &gone], &[&kept, &gone]);
-        let v2 = root(2, &[&kept], &[&kept]);
+        let retained_key = SecretKey::generate();
+        let removed_key = SecretKey::generate();
+        let unlisted_key = SecretKey::generate();
+        let both = [&retained_key, &removed_key];
+        let v1 = root(1, &both, &both);
+        let v2 = root(2, &[&retained_key], &[&retained_key]);
         let mut removed = RemovedKeys::default();
         removed.record(&v1, &v2);
 
-        let by_gone = Signed::sign(&v2, &[&gone]);
-        let error = v2.check_threshold(Role::Policy, &by_gone).unwrap_err();
-        let explained = removed.explain(&by_gone, error);
+        let by_removed_key = Signed::sign(&v2, &[&removed_key]);
+        let error = v2
+            .check_threshold(Role::Policy, &by_removed_key)
+            .unwrap_err();
+        let explained = removed.explain(&by_removed_key, error);
         assert!(
             matches!(explained, VerifyError::RemovedKey { removed_by: 2, .. }),
             "{explained:?}"
         );
         let message = explained.to_string();
-        assert!(message.contains(&gone.id().short()), "{message}");
+        assert!(message.contains(&removed_key.id().short()), "{message}");
         assert!(message.contains("root version 2 removed"), "{message}");
         assert!(message.contains("Re-sign it"), "{message}");
 
-        // A key no recorded root listed keeps the plain threshold error.
-        let by_stranger = Signed::sign(&v2, &[&stranger]);
-        let error = v2.check_threshold(Role::Policy, &by_stranger).unwrap_err();
+        // A key that no recorded root listed keeps the plain threshold error.
+        let by_unlisted_key = Signed::sign(&v2, &[&unlisted_key]);
+        let error = v2
+            .check_threshold(Role::Policy, &by_unlisted_key)
+            .unwrap_err();
         let text = error.to_string();
-        let explained = removed.explain(&by_stranger, error);
+        let explained = removed.explain(&by_unlisted_key, error);
         assert!(
             matches!(explained, VerifyError::Threshold { .. }),
             "{explained:?}"
