@@ -70,7 +70,7 @@ fn older_hello_does_not_undo_wan_duty() {
     send_hello(&raw, node_id, 200, false);
     wait_log_line(
         &node,
-        &["hello ignored", &raw_id, "seq=200", "last_seq=300"],
+        &["hello ignored", &raw_id, "seq=200", "stored_seq=300"],
     );
     let view = peer_view(&node, &raw_id).expect("raw peer not found in the node's peer list");
     assert_eq!(view["wan"], true, "an older hello undid WAN duty: {view}");
@@ -79,7 +79,7 @@ fn older_hello_does_not_undo_wan_duty() {
     send_hello(&raw, node_id, 300, false);
     wait_log_line(
         &node,
-        &["hello ignored", &raw_id, "seq=300", "last_seq=300"],
+        &["hello ignored", &raw_id, "seq=300", "stored_seq=300"],
     );
     let view = peer_view(&node, &raw_id).expect("raw peer not found in the node's peer list");
     assert_eq!(view["wan"], true, "a repeated hello undid WAN duty: {view}");

@@ -42,7 +42,7 @@ pub(super) struct StaleHello {
     /// Sequence number of the ignored hello.
     pub seq: u64,
     /// Sequence number of the stored hello.
-    pub last: u64,
+    pub stored_seq: u64,
 }
 
 impl PeerEntry {
@@ -53,7 +53,7 @@ impl PeerEntry {
             if hello.seq <= stored.seq {
                 return Err(StaleHello {
                     seq: hello.seq,
-                    last: stored.seq,
+                    stored_seq: stored.seq,
                 });
             }
         }
@@ -101,7 +101,7 @@ mod tests {
             entry.store_hello(reply.clone()),
             Err(StaleHello {
                 seq: reply.seq,
-                last: newer.seq,
+                stored_seq: newer.seq,
             })
         );
         assert_eq!(
@@ -125,7 +125,10 @@ mod tests {
         assert_eq!(entry.store_hello(hello(10, true)), Ok(()));
         assert_eq!(
             entry.store_hello(hello(10, false)),
-            Err(StaleHello { seq: 10, last: 10 })
+            Err(StaleHello {
+                seq: 10,
+                stored_seq: 10
+            })
         );
         assert_eq!(stored_wan(&entry), Some(true));
     }

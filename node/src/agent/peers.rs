@@ -145,7 +145,7 @@ impl Agent {
         let entry = self.peers.entry(peer).or_default();
         let newly_observer = hello.observer && !entry.hello.as_ref().is_some_and(|h| h.observer);
         if let Err(stale) = entry.store_hello(hello) {
-            tracing::debug!(peer = %peer, seq = stale.seq, last_seq = stale.last, "hello ignored: not newer than the last one stored from this peer");
+            tracing::debug!(peer = %peer, seq = stale.seq, stored_seq = stale.stored_seq, "hello ignored: not newer than the last one stored from this peer");
             return;
         }
         self.place_peer_in_downloads(peer);
