@@ -10,8 +10,11 @@
 //! order, and a chunk that a peer on probation has owed for
 //! [`REASSIGN_AFTER_SECS`] is requested again from another same-site peer
 //! that has it, proven peers first.
-// NOTE: peers of other sites are not on probation, because the WAN ranking
-// decides which member fetches each chunk from them.
+// NOTE: peers of other sites are not on probation. With one request each,
+// the slow-peer floor (grace plus the owed bytes at 32 KiB/s) would drop an
+// honest peer whose single chunk waits behind the site's other WAN requests
+// on a shared 2 Mbit/s link, so a hostile peer of another site may hold up
+// to `requests_per_peer` WAN requests until that floor drops it.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
