@@ -12,9 +12,9 @@
 //! that has it, proven peers first.
 // NOTE: peers of other sites are not on probation. With one request each,
 // the slow-peer floor (grace plus the owed bytes at 32 KiB/s) would drop an
-// honest peer whose single chunk waits behind the site's other WAN requests
-// on a shared 2 Mbit/s link, so a hostile peer of another site may hold up
-// to `requests_per_peer` WAN requests until that floor drops it.
+// honest peer whose single chunk waits behind the site's other WAN
+// requests on a shared 2 Mbit/s link. So a hostile peer of another site
+// may hold up to `requests_per_peer` WAN requests until that floor drops it.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
