@@ -30,13 +30,6 @@ pub const MAX_CONTROL_FRAME_BYTES: usize = 2 * 1024 * 1024;
 /// in a queue until one of these ends.
 pub const MAX_SYNC_REQUESTS_IN_FLIGHT: usize = 4;
 
-/// Established connections one peer may have with a node, both directions
-/// together. An honest peer needs two at most: both sides dialing at once,
-/// or a relayed connection next to the direct one. With
-/// [`MAX_SYNC_STREAMS`] per connection, one peer id can make a node buffer
-/// at most 4 × 20 MiB of sync frames.
-pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
-
 /// Sync streams one connection may have open at once, inbound and outbound
 /// together: room for both peers' requests in flight plus 2 streams still
 /// closing. The node drops inbound streams past it unread, so it buffers at

@@ -74,7 +74,7 @@ pub struct PeerView {
 
 impl Agent {
     /// Counts an inbound connection that failed or was denied (over
-    /// `max_inbound_connections` or the connections allowed per peer), and
+    /// `max_inbound_connections` or the handshakes allowed at once), and
     /// logs at most one warning per [`DENIED_WARNING_GAP`] with the number
     /// denied since the last one.
     pub(super) fn on_inbound_denied(&mut self, from: &Multiaddr, error: &ListenError) {
@@ -97,7 +97,6 @@ impl Agent {
             %reason,
             denied = *count,
             max_inbound_connections = self.config.max_inbound_connections,
-            max_per_peer = limits::MAX_CONNECTIONS_PER_PEER,
             "inbound connections denied by a connection limit"
         );
         *count = 0;

@@ -194,13 +194,14 @@ pub fn build_swarm_with(
                 server
             });
             // Handshakes in progress are capped too, so a flood of half-open
-            // connections costs bounded memory. Connections per peer are
-            // capped so one peer id cannot multiply the per-connection
-            // stream limits.
+            // connections costs bounded memory.
+            // NOTE: connections per peer are not capped. A node killed and
+            // restarted a few times within QUIC's 10 s idle timeout left
+            // that many dead connections counted at its peers, and a cap
+            // of 4 then denied its new connection until they timed out.
             let limits = ConnectionLimits::default()
                 .with_max_established_incoming(Some(max_inbound_connections))
-                .with_max_pending_incoming(Some(max_inbound_connections.min(128)))
-                .with_max_established_per_peer(Some(limits::MAX_CONNECTIONS_PER_PEER));
+                .with_max_pending_incoming(Some(max_inbound_connections.min(128)));
             Ok(Behaviour {
                 limits: connection_limits::Behaviour::new(limits),
                 gossipsub,
