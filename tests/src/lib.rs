@@ -333,9 +333,9 @@ pub struct NodeOptions {
     /// The config's `[deb]`; the table `patchmesh-node init` writes when
     /// `None`, which installs `.deb` patches into the machine's own root.
     pub deb: Option<DebConfig>,
-    /// The config's `[relay]`, passed to `patchmesh-node init` as
-    /// `--relay-server` and `--relay ADDR` and then written whole, limits
-    /// included; no relay when `None`.
+    /// Relay settings of the node, passed to `patchmesh-node init` as
+    /// `--relay-server` and `--relay ADDR` and then written whole to the
+    /// config's `[relay]`, limits included. `None` means no relay.
     pub relay: Option<RelayConfig>,
 }
 
@@ -715,7 +715,7 @@ pub fn open_meta_copy(data_dir: &Path, scratch: &Path) -> patchmesh_node::store:
     let _ = std::fs::remove_dir_all(&copy);
     copy_dir(&data_dir.join("meta.sled"), &copy);
     patchmesh_node::store::MetaStore::open(&copy)
-        .unwrap_or_else(|e| panic!("sled database left by the kill does not open: {e}"))
+        .unwrap_or_else(|e| panic!("failed to open the sled database left by the kill: {e}"))
 }
 
 /// Returns whether this process runs as root and finds every one of

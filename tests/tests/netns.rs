@@ -8,9 +8,9 @@ use std::sync::Mutex;
 
 use patchmesh_tests::{binaries, can_build_namespaces};
 
-/// Held while a scenario runs. The scenarios measure WAN bytes and times on
-/// shaped links, so they run one at a time rather than competing for the
-/// same cores.
+/// Lock held while a scenario runs. The scenarios measure WAN bytes and
+/// times on shaped links, so they run one at a time rather than competing
+/// for the same cores.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Runs a scenario script from the repository and fails with its output

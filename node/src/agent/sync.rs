@@ -30,7 +30,7 @@ impl Agent {
             Admission::Send((request, purpose)) => self.dispatch_sync(peer, request, purpose),
             Admission::Queued => {}
             Admission::Full((_, purpose)) => {
-                tracing::warn!(peer = %peer, purpose = ?purpose, waiting = MAX_WAITING_PER_PEER, "sync request dropped: too many requests already wait for this peer");
+                tracing::warn!(peer = %peer, purpose = ?purpose, waiting = MAX_WAITING_PER_PEER, "sync request dropped: the queue of requests for this peer is full");
                 self.on_sync_failed(peer, purpose);
             }
         }
