@@ -530,15 +530,15 @@ mod tests {
 
     #[test]
     fn rotation_keeps_objects_that_still_verify() {
-        let kept = SecretKey::generate();
+        let retained = SecretKey::generate();
         let removed = SecretKey::generate();
-        let pinned = Signed::sign(&root(1, &[&kept, &removed]), &[&kept]);
+        let pinned = Signed::sign(&root(1, &[&retained, &removed]), &[&retained]);
         let (_dir, mut trust) = trust_with(&pinned);
         trust
-            .admit(&policy(5, &kept), now(), "test clock")
+            .admit(&policy(5, &retained), now(), "test clock")
             .expect("policy is stored");
 
-        let rotated = Signed::sign(&root(2, &[&kept]), &[&kept]);
+        let rotated = Signed::sign(&root(2, &[&retained]), &[&retained]);
         trust
             .admit(&rotated, now(), "test clock")
             .expect("rotation is accepted");
@@ -546,20 +546,20 @@ mod tests {
         let held = trust.meta.slot(Kind::Policy, "p").unwrap();
         assert_eq!(held.map(|entry| entry.revision), Some(5));
         let err = trust
-            .admit(&policy(4, &kept), now(), "test clock")
+            .admit(&policy(4, &retained), now(), "test clock")
             .unwrap_err();
         assert!(matches!(err, AdmitError::Rollback { .. }), "{err}");
     }
 
     #[test]
     fn removed_key_rejection_names_rotation() {
-        let kept = SecretKey::generate();
+        let retained = SecretKey::generate();
         let removed = SecretKey::generate();
-        let pinned = Signed::sign(&root(1, &[&kept, &removed]), &[&kept]);
+        let pinned = Signed::sign(&root(1, &[&retained, &removed]), &[&retained]);
         let dir = tempfile::tempdir().unwrap();
         let meta = MetaStore::open(&dir.path().join("meta.sled")).unwrap();
         let mut trust = Trust::load(&pinned, meta.clone()).unwrap();
-        let rotated = Signed::sign(&root(2, &[&kept]), &[&kept]);
+        let rotated = Signed::sign(&root(2, &[&retained]), &[&retained]);
         trust.admit(&rotated, now(), "test clock").unwrap();
 
         let err = trust

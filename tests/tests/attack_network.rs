@@ -201,7 +201,7 @@ const SYNC_STREAMS: u64 = limits::MAX_SYNC_STREAMS as u64;
 /// streams per connection that the node accepted before it capped them.
 const STALLED_FRAMES: u64 = 128;
 
-/// Memory beyond the stalled frames while the node holds them: Yamux
+/// Memory beyond the stalled frames while the node keeps them: Yamux
 /// buffers of the streams it refused, and allocator slack. An estimate.
 const STALL_SLACK: u64 = 16 * MIB;
 
@@ -254,7 +254,7 @@ fn endless_data_keeps_memory_bounded() {
             (frames_held + ended >= STALLED_FRAMES).then_some(())
         },
     );
-    // The node holds the stalled frames until its 30 s request timeout.
+    // The node keeps the stalled frames until its 30 s request timeout.
     std::thread::sleep(Duration::from_secs(1));
     let frames_held = staller.counters().stalled_frames.load(Ordering::Relaxed);
     let stall_peak = stall_sampler.finish();

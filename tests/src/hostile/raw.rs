@@ -44,7 +44,7 @@ pub enum RawFrame {
     /// closes the stream.
     JunkAtLimit,
     /// A header at the sync frame limit and all but the last body byte,
-    /// then nothing until the connection closes: the node holds the bytes
+    /// then nothing until the connection closes. The node keeps the bytes
     /// read so far until it ends the stream (its request timeout) or the
     /// connection.
     StallAtLimit,
@@ -318,37 +318,13 @@ impl RawPeer {
         let peer_id = keypair.public().to_peer_id();
         let counters = Arc::new(RawCounters::default());
         let (commands, receiver) = mpsc::channel(1024);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread_counters = counters.clone();
-        let thread = std::thread::Builder::new()
-            .name("raw-hostile".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(anyhow::anyhow!("tokio runtime: {e}")));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    let swarm = match build(keypair, thread_counters.clone(), reply) {
-                        Ok(swarm) => swarm,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(()));
-                    run(swarm, hello, thread_counters, receiver).await;
-                });
-            })
-            .context("cannot spawn the raw peer thread")?;
-        ready_rx
-            .recv()
-            .context("raw peer thread ended before starting")??;
+        let build_counters = counters.clone();
+        let thread = super::spawn_swarm_thread(
+            "raw-hostile".into(),
+            move || build(keypair, build_counters, reply),
+            move |swarm| run(swarm, hello, thread_counters, receiver),
+        )?;
         Ok(RawPeer {
             peer_id,
             commands,
